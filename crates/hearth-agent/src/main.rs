@@ -1,0 +1,51 @@
+//! `hearth-agent`: the small static binary that is PID 1 of every hearth sandbox.
+//!
+//! It speaks the framed agent protocol (`hearth_proto::frame`) on its stdin/stdout, which
+//! the sandbox connects to the host (pipes for the process driver; virtio-serial or vsock
+//! in a VM), and applies every limit it can itself so all drivers enforce them alike.
+//!
+//! Modes:
+//! - `hearth-agent` (or `serve`): serve frames on stdin/stdout; used as a VM's init.
+//! - `hearth-agent jail '<JailSpec JSON>'`: build a namespace sandbox first, then serve
+//!   inside it as its PID 1; used by the process driver.
+//!
+//! Layout:
+//! - [`channel`]: frame I/O with the host.
+//! - [`serve`]: the frame loop (Ready, Ping/Pong, Run).
+//! - [`runner`]: one run: files, compile step, program, poll loop, verdict.
+//! - [`files`]: writing the request's files safely into the work dir.
+//! - [`child`]: what the forked child does before exec (rlimits, ids, seccomp).
+//! - [`seccomp`]: the syscall filter.
+//! - [`jail`]: namespaces, uid maps, the root file system, loopback.
+
+mod channel;
+mod child;
+mod files;
+mod jail;
+mod runner;
+mod seccomp;
+mod serve;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        None | Some("serve") => serve::serve(),
+        Some("jail") => {
+            let spec = args.get(2).map(|s| serde_json::from_str(s));
+            match spec {
+                Some(Ok(spec)) => jail::launch(&spec),
+                Some(Err(e)) => fail(&format!("bad jail spec: {e}")),
+                None => fail("jail needs a JSON spec argument"),
+            }
+        }
+        Some("--version") => println!("hearth-agent {}", env!("CARGO_PKG_VERSION")),
+        Some(other) => fail(&format!(
+            "unknown mode {other:?}; usage: hearth-agent [serve | jail SPEC | --version]"
+        )),
+    }
+}
+
+fn fail(message: &str) -> ! {
+    eprintln!("hearth-agent: {message}");
+    std::process::exit(2)
+}

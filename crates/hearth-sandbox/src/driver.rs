@@ -1,0 +1,12 @@
+//! The seam every isolation level plugs into.
+
+use crate::error::SandboxError;
+use crate::sandbox::{BoxFuture, Sandbox};
+
+/// Makes sandboxes. One driver per executor; the pool calls `create` to keep warm ones.
+pub trait Driver: Send + Sync + 'static {
+    /// `process`, `qemu` or `firecracker`.
+    fn name(&self) -> &'static str;
+    /// Creates a sandbox whose agent has said Ready.
+    fn create(&self) -> BoxFuture<'_, Result<Sandbox, SandboxError>>;
+}

@@ -1,0 +1,5 @@
+//! One module per subcommand; each exposes clap `Args` and `async fn run(args)`, returning
+//! the process exit code.
+
+pub mod doctor;
+pub mod run;

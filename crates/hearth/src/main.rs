@@ -1,0 +1,57 @@
+//! `hearth`: parses the command line, sets up logging, and hands over to a subcommand in
+//! [`cmd`]. All behaviour lives in the library crates.
+
+#![deny(unsafe_code)]
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "hearth", version, about = "Run untrusted code fast and safely")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one program in a fresh sandbox, here, without any service.
+    Run(cmd::run::Args),
+    /// Say what works on this host (namespaces, cgroups, seccomp, KVM, drivers, languages).
+    Doctor(cmd::doctor::Args),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HEARTH_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("hearth: cannot start the async runtime: {e}");
+            return std::process::ExitCode::from(70);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => cmd::run::run(args).await,
+            Command::Doctor(args) => cmd::doctor::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => std::process::ExitCode::from(code),
+        Err(e) => {
+            eprintln!("hearth: {e:#}");
+            std::process::ExitCode::from(70)
+        }
+    }
+}

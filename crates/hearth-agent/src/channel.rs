@@ -18,10 +18,7 @@ pub const INPUT_FD: RawFd = 0;
 
 impl Channel {
     pub fn new() -> Channel {
-        Channel {
-            buf: Vec::with_capacity(64 << 10),
-            eof: false,
-        }
+        Channel { buf: Vec::with_capacity(64 << 10), eof: false }
     }
 
     /// Sends one frame. A host that went away ends the agent: nobody is left to serve.
@@ -75,11 +72,7 @@ impl Channel {
                 return Ok(Some(f));
             }
             if self.eof {
-                return if self.buf.is_empty() {
-                    Ok(None)
-                } else {
-                    Err(FrameError::Truncated)
-                };
+                return if self.buf.is_empty() { Ok(None) } else { Err(FrameError::Truncated) };
             }
             self.fill()?;
         }

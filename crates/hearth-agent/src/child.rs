@@ -77,8 +77,7 @@ fn setup(plan: &ChildPlan) -> Result<std::convert::Infallible, Failure> {
         return Err(("no_new_privs", std::io::Error::last_os_error().to_string()));
     }
     plan.filters.apply().map_err(fail("seccomp"))?;
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None)
-        .map_err(fail("sigprocmask"))?;
+    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None).map_err(fail("sigprocmask"))?;
     // SAFETY: resetting a disposition to the default is async-signal-safe and has no handler.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map_err(fail("signal"))?;
     execve(&plan.argv[0], &plan.argv, &plan.env).map_err(fail("exec"))

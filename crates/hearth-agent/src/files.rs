@@ -25,8 +25,7 @@ pub fn write_all(work: &Path, files: &[FileSpec], owner: Option<(u32, u32)>) -> 
         let rel = safe_relative(&f.path)?;
         let full = work.join(&rel);
         if let Some(parent) = full.parent() {
-            fs::create_dir_all(parent)
-                .map_err(|e| format!("creating {}: {e}", parent.display()))?;
+            fs::create_dir_all(parent).map_err(|e| format!("creating {}: {e}", parent.display()))?;
             if let Some((uid, gid)) = owner {
                 let mut dir = parent;
                 while dir != work && dir.starts_with(work) {
@@ -44,10 +43,8 @@ pub fn write_all(work: &Path, files: &[FileSpec], owner: Option<(u32, u32)>) -> 
             .custom_flags(libc::O_NOFOLLOW)
             .open(&full)
             .map_err(|e| format!("writing {}: {e}", f.path))?;
-        file.write_all(&f.data)
-            .map_err(|e| format!("writing {}: {e}", f.path))?;
-        file.set_permissions(fs::Permissions::from_mode(mode))
-            .map_err(|e| e.to_string())?;
+        file.write_all(&f.data).map_err(|e| format!("writing {}: {e}", f.path))?;
+        file.set_permissions(fs::Permissions::from_mode(mode)).map_err(|e| e.to_string())?;
         if let Some((uid, gid)) = owner {
             std::os::unix::fs::fchown(&file, Some(uid), Some(gid)).map_err(|e| e.to_string())?;
         }
@@ -71,11 +68,7 @@ mod tests {
     fn files_land_inside_the_work_dir() {
         let dir = std::env::temp_dir().join(format!("hearth-files-{}", std::process::id()));
         fs::create_dir_all(&dir).unwrap();
-        let files = vec![FileSpec {
-            path: "a/b.txt".into(),
-            data: b"hi".to_vec(),
-            executable: true,
-        }];
+        let files = vec![FileSpec { path: "a/b.txt".into(), data: b"hi".to_vec(), executable: true }];
         write_all(&dir, &files, None).unwrap();
         let meta = fs::metadata(dir.join("a/b.txt")).unwrap();
         assert_eq!(meta.permissions().mode() & 0o777, 0o755);

@@ -39,9 +39,7 @@ fn main() {
             }
         }
         Some("--version") => println!("hearth-agent {}", env!("CARGO_PKG_VERSION")),
-        Some(other) => fail(&format!(
-            "unknown mode {other:?}; usage: hearth-agent [serve | jail SPEC | --version]"
-        )),
+        Some(other) => fail(&format!("unknown mode {other:?}; usage: hearth-agent [serve | jail SPEC | --version]")),
     }
 }
 

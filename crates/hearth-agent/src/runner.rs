@@ -8,9 +8,7 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hearth_proto::frame::{
-    AgentFrame, AgentResult, AgentRun, CompileResult, HostFrame, Step, Stream,
-};
+use hearth_proto::frame::{AgentFrame, AgentResult, AgentRun, CompileResult, HostFrame, Step, Stream};
 use hearth_proto::jail::{RUNNER_ID, WORK_DIR};
 use hearth_proto::Status;
 use nix::errno::Errno;
@@ -84,27 +82,13 @@ pub fn run(req: &AgentRun, chan: &mut Channel) -> AgentResult {
         });
         if failed {
             let cancelled = out.status == Status::Cancelled;
-            let mut r = blank(
-                if cancelled {
-                    Status::Cancelled
-                } else {
-                    Status::CompileError
-                },
-                None,
-            );
+            let mut r = blank(if cancelled { Status::Cancelled } else { Status::CompileError }, None);
             r.compile = compile;
             return r;
         }
     }
     chan.send(&AgentFrame::Started);
-    let exec = Exec::start(
-        &req.run,
-        &req.env,
-        &work,
-        req.stdin.clone(),
-        req.keep_stdin_open,
-        false,
-    );
+    let exec = Exec::start(&req.run, &req.env, &work, req.stdin.clone(), req.keep_stdin_open, false);
     match exec.map(|e| e.wait(chan)) {
         Ok(out) => AgentResult {
             status: out.status,
@@ -176,9 +160,7 @@ fn set_nonblocking(fd: &OwnedFd) {
 }
 
 fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<CString>, String> {
-    items
-        .map(|s| CString::new(s).map_err(|_| format!("NUL byte in {s:?}")))
-        .collect()
+    items.map(|s| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"))).collect()
 }
 
 fn children_cpu_ms() -> u64 {
@@ -243,11 +225,7 @@ impl Exec {
 
         let (in_r, in_w) = cloexec_pipe()?;
         let (out_r, out_w) = cloexec_pipe()?;
-        let (err_r, err_w) = if collect {
-            (None, None)
-        } else {
-            cloexec_pipe().map(|(r, w)| (Some(r), Some(w)))?
-        };
+        let (err_r, err_w) = if collect { (None, None) } else { cloexec_pipe().map(|(r, w)| (Some(r), Some(w)))? };
         let (fail_r, fail_w) = cloexec_pipe()?;
         let plan = ChildPlan {
             argv,
@@ -333,11 +311,7 @@ impl Exec {
     fn wait(mut self, chan: &mut Channel) -> Outcome {
         loop {
             self.reap();
-            if !self.main_running()
-                && self.stdout.is_none()
-                && self.stderr.is_none()
-                && !self.children_left
-            {
+            if !self.main_running() && self.stdout.is_none() && self.stderr.is_none() && !self.children_left {
                 break;
             }
             let now = Instant::now();
@@ -367,39 +341,21 @@ impl Exec {
 
     fn poll_once(&mut self, chan: &mut Channel, now: Instant) {
         let timeout = if self.main_running() {
-            self.deadline
-                .min(self.next_cpu_check)
-                .saturating_duration_since(now)
+            self.deadline.min(self.next_cpu_check).saturating_duration_since(now)
         } else {
             Duration::from_millis(10)
         };
         let want_stdin = self.stdin.is_some() && self.stdin_pos < self.stdin_buf.len();
         let mut fds = Vec::with_capacity(5);
         let mut push = |fd: i32, events: libc::c_short| {
-            fds.push(libc::pollfd {
-                fd,
-                events,
-                revents: 0,
-            });
+            fds.push(libc::pollfd { fd, events, revents: 0 });
             fds.len() - 1
         };
         let host = (!chan.is_eof()).then(|| push(INPUT_FD, libc::POLLIN));
         let sig = push(self.sigchld.as_fd().as_raw_fd(), libc::POLLIN);
-        let out = self
-            .stdout
-            .as_ref()
-            .map(|fd| push(fd.as_raw_fd(), libc::POLLIN));
-        let err = self
-            .stderr
-            .as_ref()
-            .map(|fd| push(fd.as_raw_fd(), libc::POLLIN));
-        let inp = if want_stdin {
-            self.stdin
-                .as_ref()
-                .map(|fd| push(fd.as_raw_fd(), libc::POLLOUT))
-        } else {
-            None
-        };
+        let out = self.stdout.as_ref().map(|fd| push(fd.as_raw_fd(), libc::POLLIN));
+        let err = self.stderr.as_ref().map(|fd| push(fd.as_raw_fd(), libc::POLLIN));
+        let inp = if want_stdin { self.stdin.as_ref().map(|fd| push(fd.as_raw_fd(), libc::POLLOUT)) } else { None };
         let ms = timeout.as_millis().clamp(1, 1000) as libc::c_int;
         // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs.
         let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
@@ -446,10 +402,7 @@ impl Exec {
         if take > 0 {
             match &mut self.collected {
                 Some(buf) => buf.extend_from_slice(&data[..take]),
-                None => chan.send(&AgentFrame::Output {
-                    stream,
-                    data: data[..take].to_vec(),
-                }),
+                None => chan.send(&AgentFrame::Output { stream, data: data[..take].to_vec() }),
             }
             self.out_total += take as u64;
         }

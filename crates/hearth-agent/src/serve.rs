@@ -17,10 +17,7 @@ pub fn serve() -> ! {
         let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     }
     let mut chan = Channel::new();
-    chan.send(&AgentFrame::Ready(Ready {
-        protocol: VERSION,
-        agent_version: env!("CARGO_PKG_VERSION").to_string(),
-    }));
+    chan.send(&AgentFrame::Ready(Ready { protocol: VERSION, agent_version: env!("CARGO_PKG_VERSION").to_string() }));
     loop {
         match chan.recv() {
             Ok(Some(HostFrame::Ping)) => chan.send(&AgentFrame::Pong),
@@ -33,9 +30,7 @@ pub fn serve() -> ! {
             Ok(None) => std::process::exit(0),
             Err(e) => {
                 log(&format!("bad frame from host: {e}"));
-                chan.send(&AgentFrame::Error {
-                    message: e.to_string(),
-                });
+                chan.send(&AgentFrame::Error { message: e.to_string() });
                 std::process::exit(1);
             }
         }

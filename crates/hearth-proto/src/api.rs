@@ -76,10 +76,7 @@ pub struct RunResult {
 pub fn text_and_b64(bytes: &[u8]) -> (String, Option<String>) {
     match std::str::from_utf8(bytes) {
         Ok(text) => (text.to_owned(), None),
-        Err(_) => (
-            String::from_utf8_lossy(bytes).into_owned(),
-            Some(crate::b64::encode(bytes)),
-        ),
+        Err(_) => (String::from_utf8_lossy(bytes).into_owned(), Some(crate::b64::encode(bytes))),
     }
 }
 
@@ -103,8 +100,7 @@ impl RunResult {
 }
 
 fn exact(text: &str, b64: Option<&str>) -> Vec<u8> {
-    b64.and_then(|b| crate::b64::decode(b).ok())
-        .unwrap_or_else(|| text.as_bytes().to_vec())
+    b64.and_then(|b| crate::b64::decode(b).ok()).unwrap_or_else(|| text.as_bytes().to_vec())
 }
 
 #[cfg(test)]

@@ -157,20 +157,14 @@ fn json<T: Serialize>(value: &T, out: &mut Vec<u8>) {
 }
 
 fn from_json<'a, T: Deserialize<'a>>(kind: u8, payload: &'a [u8]) -> Result<T, FrameError> {
-    serde_json::from_slice(payload).map_err(|e| FrameError::Payload {
-        kind,
-        reason: e.to_string(),
-    })
+    serde_json::from_slice(payload).map_err(|e| FrameError::Payload { kind, reason: e.to_string() })
 }
 
 fn empty(kind: u8, payload: &[u8]) -> Result<(), FrameError> {
     if payload.is_empty() {
         Ok(())
     } else {
-        Err(FrameError::Payload {
-            kind,
-            reason: "expected no payload".into(),
-        })
+        Err(FrameError::Payload { kind, reason: "expected no payload".into() })
     }
 }
 
@@ -236,30 +230,18 @@ impl Frame for AgentFrame {
             16 => AgentFrame::Ready(from_json(kind, payload)?),
             17 => empty(kind, payload).map(|_| AgentFrame::Started)?,
             18 => {
-                let (first, data) = payload.split_first().ok_or(FrameError::Payload {
-                    kind,
-                    reason: "missing stream byte".into(),
-                })?;
+                let (first, data) =
+                    payload.split_first().ok_or(FrameError::Payload { kind, reason: "missing stream byte".into() })?;
                 let stream = match first {
                     1 => Stream::Stdout,
                     2 => Stream::Stderr,
-                    s => {
-                        return Err(FrameError::Payload {
-                            kind,
-                            reason: format!("bad stream {s}"),
-                        })
-                    }
+                    s => return Err(FrameError::Payload { kind, reason: format!("bad stream {s}") }),
                 };
-                AgentFrame::Output {
-                    stream,
-                    data: data.to_vec(),
-                }
+                AgentFrame::Output { stream, data: data.to_vec() }
             }
             19 => AgentFrame::Result(Box::new(from_json(kind, payload)?)),
             20 => empty(kind, payload).map(|_| AgentFrame::Pong)?,
-            21 => AgentFrame::Error {
-                message: from_json(kind, payload)?,
-            },
+            21 => AgentFrame::Error { message: from_json(kind, payload)? },
             other => return Err(FrameError::Kind(other)),
         })
     }
@@ -343,10 +325,7 @@ mod tests {
         let mut buf = Vec::new();
         encode(&frame, &mut buf).unwrap();
         for cut in 0..buf.len() {
-            assert!(
-                decode::<F>(&buf[..cut]).unwrap().is_none(),
-                "partial frame decoded at {cut}"
-            );
+            assert!(decode::<F>(&buf[..cut]).unwrap().is_none(), "partial frame decoded at {cut}");
         }
         let (back, used) = decode::<F>(&buf).unwrap().unwrap();
         assert_eq!(used, buf.len());
@@ -359,16 +338,9 @@ mod tests {
     #[test]
     fn every_frame_roundtrips() {
         let run = AgentRun {
-            files: vec![FileSpec {
-                path: "main.py".into(),
-                data: b"print(1)\xff".to_vec(),
-                executable: false,
-            }],
+            files: vec![FileSpec { path: "main.py".into(), data: b"print(1)\xff".to_vec(), executable: false }],
             compile: None,
-            run: Step {
-                argv: vec!["/usr/bin/python3".into(), "main.py".into()],
-                limits: Limits::DEFAULT,
-            },
+            run: Step { argv: vec!["/usr/bin/python3".into(), "main.py".into()], limits: Limits::DEFAULT },
             env: vec![("PATH".into(), "/usr/bin".into())],
             stdin: vec![0, 1, 2],
             keep_stdin_open: false,
@@ -379,19 +351,11 @@ mod tests {
         roundtrip(HostFrame::CloseStdin);
         roundtrip(HostFrame::Kill);
         roundtrip(HostFrame::Ping);
-        roundtrip(AgentFrame::Ready(Ready {
-            protocol: VERSION,
-            agent_version: "0.1.0".into(),
-        }));
+        roundtrip(AgentFrame::Ready(Ready { protocol: VERSION, agent_version: "0.1.0".into() }));
         roundtrip(AgentFrame::Started);
-        roundtrip(AgentFrame::Output {
-            stream: Stream::Stderr,
-            data: vec![0xff, 0xfe],
-        });
+        roundtrip(AgentFrame::Output { stream: Stream::Stderr, data: vec![0xff, 0xfe] });
         roundtrip(AgentFrame::Pong);
-        roundtrip(AgentFrame::Error {
-            message: "boom".into(),
-        });
+        roundtrip(AgentFrame::Error { message: "boom".into() });
         roundtrip(AgentFrame::Result(Box::new(AgentResult {
             status: Status::Ok,
             exit_code: Some(0),
@@ -408,30 +372,12 @@ mod tests {
     #[test]
     fn hostile_headers_are_refused_before_allocation() {
         let huge = [VERSION, 18, 0xff, 0xff, 0xff, 0xff];
-        assert!(matches!(
-            decode::<AgentFrame>(&huge),
-            Err(FrameError::TooLarge(_))
-        ));
-        assert!(matches!(
-            read_frame::<AgentFrame, _>(&mut &huge[..]),
-            Err(FrameError::TooLarge(_))
-        ));
-        assert!(matches!(
-            decode::<AgentFrame>(&[9, 18, 0, 0, 0, 0]),
-            Err(FrameError::Version(9))
-        ));
-        assert!(matches!(
-            decode::<AgentFrame>(&[VERSION, 99, 0, 0, 0, 0]),
-            Err(FrameError::Kind(99))
-        ));
-        assert!(matches!(
-            decode::<HostFrame>(&[VERSION, 4, 0, 0, 0, 1, 7]),
-            Err(FrameError::Payload { .. })
-        ));
-        assert!(matches!(
-            decode::<AgentFrame>(&[VERSION, 18, 0, 0, 0, 0]),
-            Err(FrameError::Payload { .. })
-        ));
+        assert!(matches!(decode::<AgentFrame>(&huge), Err(FrameError::TooLarge(_))));
+        assert!(matches!(read_frame::<AgentFrame, _>(&mut &huge[..]), Err(FrameError::TooLarge(_))));
+        assert!(matches!(decode::<AgentFrame>(&[9, 18, 0, 0, 0, 0]), Err(FrameError::Version(9))));
+        assert!(matches!(decode::<AgentFrame>(&[VERSION, 99, 0, 0, 0, 0]), Err(FrameError::Kind(99))));
+        assert!(matches!(decode::<HostFrame>(&[VERSION, 4, 0, 0, 0, 1, 7]), Err(FrameError::Payload { .. })));
+        assert!(matches!(decode::<AgentFrame>(&[VERSION, 18, 0, 0, 0, 0]), Err(FrameError::Payload { .. })));
         assert!(matches!(
             read_frame::<HostFrame, _>(&mut &[VERSION, 2, 0, 0, 0, 5, 1][..]),
             Err(FrameError::Truncated)

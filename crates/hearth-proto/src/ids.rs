@@ -26,10 +26,7 @@ pub fn validate(field: &'static str, value: &str) -> Result<(), IdError> {
     if value.len() > MAX_ID_LEN {
         return Err(IdError::TooLong { field });
     }
-    if !value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-    {
+    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
         return Err(IdError::BadChar { field });
     }
     Ok(())
@@ -49,21 +46,9 @@ mod tests {
     #[test]
     fn refuses_subject_syntax_and_oddities() {
         for bad in ["a.>", "*", ">", "a b", "a.b", "é", "a\n", "a\0"] {
-            assert_eq!(
-                validate("session_id", bad),
-                Err(IdError::BadChar {
-                    field: "session_id"
-                }),
-                "{bad:?}"
-            );
+            assert_eq!(validate("session_id", bad), Err(IdError::BadChar { field: "session_id" }), "{bad:?}");
         }
-        assert_eq!(
-            validate("user_id", ""),
-            Err(IdError::Empty { field: "user_id" })
-        );
-        assert_eq!(
-            validate("user_id", &"x".repeat(65)),
-            Err(IdError::TooLong { field: "user_id" })
-        );
+        assert_eq!(validate("user_id", ""), Err(IdError::Empty { field: "user_id" }));
+        assert_eq!(validate("user_id", &"x".repeat(65)), Err(IdError::TooLong { field: "user_id" }));
     }
 }

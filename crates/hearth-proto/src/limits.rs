@@ -33,14 +33,8 @@ pub struct Limits {
 
 impl Limits {
     /// Defaults for a run that asks for nothing.
-    pub const DEFAULT: Limits = Limits {
-        wall_ms: 5_000,
-        cpu_ms: 3_000,
-        memory_mb: 256,
-        pids: 64,
-        output_bytes: 1 << 20,
-        file_bytes: 16 << 20,
-    };
+    pub const DEFAULT: Limits =
+        Limits { wall_ms: 5_000, cpu_ms: 3_000, memory_mb: 256, pids: 64, output_bytes: 1 << 20, file_bytes: 16 << 20 };
 
     /// The most any run may ask for.
     pub const MAX: Limits = Limits {
@@ -65,8 +59,7 @@ impl Limits {
     /// Applies `req` over `defaults`, each field capped by `max` (a zero request counts as
     /// the smallest sensible value, 1).
     pub fn resolve(req: &LimitsRequest, defaults: &Limits, max: &Limits) -> Limits {
-        let pick =
-            |asked: Option<u64>, default: u64, max: u64| asked.unwrap_or(default).clamp(1, max);
+        let pick = |asked: Option<u64>, default: u64, max: u64| asked.unwrap_or(default).clamp(1, max);
         Limits {
             wall_ms: pick(req.wall_ms, defaults.wall_ms, max.wall_ms),
             cpu_ms: pick(req.cpu_ms, defaults.cpu_ms, max.cpu_ms),
@@ -90,11 +83,7 @@ mod tests {
 
     #[test]
     fn missing_fields_take_defaults_and_requests_are_capped() {
-        let req = LimitsRequest {
-            wall_ms: Some(999_999),
-            memory_mb: Some(0),
-            ..Default::default()
-        };
+        let req = LimitsRequest { wall_ms: Some(999_999), memory_mb: Some(0), ..Default::default() };
         let l = Limits::resolve(&req, &Limits::DEFAULT, &Limits::MAX);
         assert_eq!(l.wall_ms, Limits::MAX.wall_ms);
         assert_eq!(l.memory_mb, 1);

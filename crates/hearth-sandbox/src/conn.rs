@@ -18,39 +18,22 @@ pub struct AgentConn {
 
 impl AgentConn {
     pub fn new(id: String, reader: Reader, writer: Writer) -> AgentConn {
-        AgentConn {
-            id,
-            reader,
-            writer,
-            buf: Vec::with_capacity(64 << 10),
-        }
+        AgentConn { id, reader, writer, buf: Vec::with_capacity(64 << 10) }
     }
 
     /// Sends one frame.
     pub async fn send(&mut self, f: &HostFrame) -> Result<(), SandboxError> {
         let mut out = Vec::new();
-        frame::encode(f, &mut out).map_err(|source| SandboxError::Protocol {
-            id: self.id.clone(),
-            source,
-        })?;
-        self.writer
-            .write_all(&out)
-            .await
-            .map_err(|source| self.io(source))?;
+        frame::encode(f, &mut out).map_err(|source| SandboxError::Protocol { id: self.id.clone(), source })?;
+        self.writer.write_all(&out).await.map_err(|source| self.io(source))?;
         self.writer.flush().await.map_err(|source| self.io(source))
     }
 
     fn io(&self, source: std::io::Error) -> SandboxError {
         if source.kind() == std::io::ErrorKind::BrokenPipe {
-            SandboxError::Closed {
-                id: self.id.clone(),
-                during: " (broken pipe)",
-            }
+            SandboxError::Closed { id: self.id.clone(), during: " (broken pipe)" }
         } else {
-            SandboxError::Io {
-                id: self.id.clone(),
-                source,
-            }
+            SandboxError::Io { id: self.id.clone(), source }
         }
     }
 
@@ -64,19 +47,10 @@ impl AgentConn {
                     return Ok(Some(f));
                 }
                 Ok(None) => {}
-                Err(source) => {
-                    return Err(SandboxError::Protocol {
-                        id: self.id.clone(),
-                        source,
-                    })
-                }
+                Err(source) => return Err(SandboxError::Protocol { id: self.id.clone(), source }),
             }
             let mut chunk = [0u8; 64 << 10];
-            let n = self
-                .reader
-                .read(&mut chunk)
-                .await
-                .map_err(|source| self.io(source))?;
+            let n = self.reader.read(&mut chunk).await.map_err(|source| self.io(source))?;
             if n == 0 {
                 return Ok(None);
             }

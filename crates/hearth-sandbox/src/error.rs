@@ -11,10 +11,7 @@ use crate::cgroup::CgroupError;
 #[derive(Debug, Error)]
 pub enum SandboxError {
     #[error("spawning the agent {agent}: {source}")]
-    Spawn {
-        agent: String,
-        source: std::io::Error,
-    },
+    Spawn { agent: String, source: std::io::Error },
     #[error("sandbox {id}: agent not ready after {waited:?}")]
     NotReady { id: String, waited: Duration },
     #[error("sandbox {id}: agent closed the connection{during}")]

@@ -16,45 +16,25 @@ pub struct Check {
 }
 
 fn check(name: &'static str, ok: bool, detail: impl Into<String>) -> Check {
-    Check {
-        name,
-        ok,
-        detail: detail.into(),
-    }
+    Check { name, ok, detail: detail.into() }
 }
 
 fn read(path: &str) -> Option<String> {
-    std::fs::read_to_string(path)
-        .ok()
-        .map(|s| s.trim().to_string())
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_string())
 }
 
 /// The kernel facts the process driver needs; all must be ok for it to work.
 pub fn probe(cgroup_mount: &Path) -> Vec<Check> {
     let mut out = Vec::new();
-    out.push(check(
-        "kernel",
-        true,
-        read("/proc/sys/kernel/osrelease").unwrap_or_default(),
-    ));
+    out.push(check("kernel", true, read("/proc/sys/kernel/osrelease").unwrap_or_default()));
     let root = nix::unistd::geteuid().is_root();
     out.push(check(
         "root",
         root,
-        if root {
-            "running as root"
-        } else {
-            "the process driver needs root (uid maps, cgroups)"
-        },
+        if root { "running as root" } else { "the process driver needs root (uid maps, cgroups)" },
     ));
-    let userns = read("/proc/sys/user/max_user_namespaces")
-        .and_then(|v| v.parse::<u64>().ok())
-        .unwrap_or(0);
-    out.push(check(
-        "user namespaces",
-        userns > 0,
-        format!("max_user_namespaces = {userns}"),
-    ));
+    let userns = read("/proc/sys/user/max_user_namespaces").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    out.push(check("user namespaces", userns > 0, format!("max_user_namespaces = {userns}")));
     out.push(match CgroupRoot::detect(cgroup_mount, "hearth") {
         Ok(cg) => {
             let detail = match cg.version {
@@ -69,11 +49,7 @@ pub fn probe(cgroup_mount: &Path) -> Vec<Check> {
     out.push(check(
         "seccomp",
         seccomp.contains("errno"),
-        if seccomp.is_empty() {
-            "not available".into()
-        } else {
-            format!("actions: {seccomp}")
-        },
+        if seccomp.is_empty() { "not available".into() } else { format!("actions: {seccomp}") },
     ));
     out
 }
@@ -81,16 +57,8 @@ pub fn probe(cgroup_mount: &Path) -> Vec<Check> {
 /// Whether /dev/kvm can be opened; a stock guest kernel may still fail to boot on hosts
 /// where KVM only runs specially built guests, so a driver must still probe a real boot.
 pub fn kvm() -> Check {
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/kvm")
-    {
-        Ok(_) => check(
-            "kvm",
-            true,
-            "/dev/kvm opens read-write (a guest boot probe decides if it is usable)",
-        ),
+    match std::fs::OpenOptions::new().read(true).write(true).open("/dev/kvm") {
+        Ok(_) => check("kvm", true, "/dev/kvm opens read-write (a guest boot probe decides if it is usable)"),
         Err(e) => check("kvm", false, format!("/dev/kvm: {e}")),
     }
 }

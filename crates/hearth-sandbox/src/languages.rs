@@ -34,10 +34,7 @@ pub enum LanguageError {
     #[error("language {id}: {why}")]
     Invalid { id: String, why: String },
     #[error("reading {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
 }
 
 #[derive(Debug, Deserialize)]
@@ -98,10 +95,7 @@ fn resolve_binary(word: &str, dirs: &[&Path]) -> Option<String> {
     if word.starts_with('/') || word.starts_with("./") {
         return Some(word.to_string());
     }
-    dirs.iter()
-        .map(|d| d.join(word))
-        .find(|p| p.is_file())
-        .map(|p| p.display().to_string())
+    dirs.iter().map(|d| d.join(word)).find(|p| p.is_file()).map(|p| p.display().to_string())
 }
 
 fn resolve_argv(argv: &[String], dirs: &[&Path]) -> Option<Vec<String>> {
@@ -116,30 +110,17 @@ fn version_number(banner: &str) -> Option<String> {
     let line = banner.lines().find(|l| !l.trim().is_empty())?;
     line.split_whitespace().find_map(|tok| {
         let tok = tok.trim_start_matches(['v', '(']);
-        let n: String = tok
-            .chars()
-            .take_while(|c| c.is_ascii_digit() || *c == '.')
-            .collect();
-        (n.contains('.') && n.starts_with(|c: char| c.is_ascii_digit()))
-            .then(|| n.trim_end_matches('.').to_string())
+        let n: String = tok.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+        (n.contains('.') && n.starts_with(|c: char| c.is_ascii_digit())).then(|| n.trim_end_matches('.').to_string())
     })
 }
 
 fn probe_version(argv: &[String]) -> String {
-    let out = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .env_clear()
-        .env("LANG", "C.UTF-8")
-        .output();
+    let out = std::process::Command::new(&argv[0]).args(&argv[1..]).env_clear().env("LANG", "C.UTF-8").output();
     match out {
         Ok(o) => {
-            let text = format!(
-                "{}{}",
-                String::from_utf8_lossy(&o.stdout),
-                String::from_utf8_lossy(&o.stderr)
-            );
-            version_number(&text)
-                .unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_string())
+            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+            version_number(&text).unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_string())
         }
         Err(_) => "unknown".into(),
     }
@@ -154,10 +135,7 @@ impl Languages {
 
     /// Languages from a file of `languages.toml`'s shape.
     pub fn from_file(path: &Path) -> Result<Languages, LanguageError> {
-        let text = std::fs::read_to_string(path).map_err(|source| LanguageError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path).map_err(|source| LanguageError::Read { path: path.into(), source })?;
         let dirs: Vec<&Path> = SEARCH_DIRS.iter().map(Path::new).collect();
         Languages::from_toml(&text, &dirs)
     }
@@ -180,17 +158,12 @@ impl Languages {
                 },
                 None => None,
             };
-            let (Some(run), Some(version_cmd)) = (
-                resolve_argv(&def.run, dirs),
-                resolve_argv(&def.version, dirs),
-            ) else {
+            let (Some(run), Some(version_cmd)) = (resolve_argv(&def.run, dirs), resolve_argv(&def.version, dirs))
+            else {
                 tracing::debug!(language = %def.id, "runtime not found; not offered");
                 continue;
             };
-            let mut env: Vec<(String, String)> = BASE_ENV
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect();
+            let mut env: Vec<(String, String)> = BASE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             env.extend(def.env);
             list.push(Language {
                 version: probe_version(&version_cmd),
@@ -210,9 +183,7 @@ impl Languages {
     /// By id or alias, case-insensitive.
     pub fn get(&self, name: &str) -> Option<&Language> {
         let name = name.to_ascii_lowercase();
-        self.list
-            .iter()
-            .find(|l| l.id == name || l.aliases.contains(&name))
+        self.list.iter().find(|l| l.id == name || l.aliases.contains(&name))
     }
 
     pub fn list(&self) -> &[Language] {
@@ -227,24 +198,14 @@ fn fill(argv: &[String], file: &str) -> Vec<String> {
 impl Language {
     /// The agent's run request for `input`. The entry file is the first file.
     pub fn job(&self, input: JobInput) -> AgentRun {
-        let entry = input
-            .files
-            .first()
-            .map(|f| f.path.clone())
-            .unwrap_or_else(|| self.file.clone());
-        let compile = self.compile.as_ref().map(|c| Step {
-            argv: fill(c, &entry),
-            limits: Limits::COMPILE,
-        });
+        let entry = input.files.first().map(|f| f.path.clone()).unwrap_or_else(|| self.file.clone());
+        let compile = self.compile.as_ref().map(|c| Step { argv: fill(c, &entry), limits: Limits::COMPILE });
         let mut argv = fill(&self.run, &entry);
         argv.extend(input.args);
         AgentRun {
             files: input.files,
             compile,
-            run: Step {
-                argv,
-                limits: input.limits,
-            },
+            run: Step { argv, limits: input.limits },
             env: self.env.clone(),
             stdin: input.stdin,
             keep_stdin_open: input.keep_stdin_open,
@@ -253,17 +214,8 @@ impl Language {
 
     /// A job for single-file `code` stored under the language's entry file name.
     pub fn job_for_code(&self, code: &[u8], stdin: Vec<u8>, limits: Limits) -> AgentRun {
-        let files = vec![FileSpec {
-            path: self.file.clone(),
-            data: code.to_vec(),
-            executable: false,
-        }];
-        self.job(JobInput {
-            files,
-            stdin,
-            limits,
-            ..JobInput::default()
-        })
+        let files = vec![FileSpec { path: self.file.clone(), data: code.to_vec(), executable: false }];
+        self.job(JobInput { files, stdin, limits, ..JobInput::default() })
     }
 }
 
@@ -275,10 +227,7 @@ mod tests {
     fn version_numbers_come_out_of_banners() {
         assert_eq!(version_number("Python 3.11.2\n").as_deref(), Some("3.11.2"));
         assert_eq!(version_number("v20.20.2\n").as_deref(), Some("20.20.2"));
-        assert_eq!(
-            version_number("gcc (Debian 12.2.0-14+deb12u1) 12.2.0\n").as_deref(),
-            Some("12.2.0")
-        );
+        assert_eq!(version_number("gcc (Debian 12.2.0-14+deb12u1) 12.2.0\n").as_deref(), Some("12.2.0"));
         assert_eq!(
             version_number("GNU bash, version 5.2.15(1)-release (x86_64-pc-linux-gnu)").as_deref(),
             Some("5.2.15")
@@ -290,12 +239,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bin = dir.path().join("fakepy");
         std::fs::write(&bin, "#!/bin/sh\necho 'Fake 1.2.3'\n").unwrap();
-        std::os::unix::fs::PermissionsExt::set_mode(
-            &mut std::fs::metadata(&bin).unwrap().permissions(),
-            0o755,
-        );
-        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-            .unwrap();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut std::fs::metadata(&bin).unwrap().permissions(), 0o755);
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
         let text = r#"
             [[language]]
             id = "fake"
@@ -316,22 +261,12 @@ mod tests {
         let fake = langs.get("FK").unwrap();
         assert_eq!(fake.version, "1.2.3");
         let job = fake.job(JobInput {
-            files: vec![FileSpec {
-                path: "main.fk".into(),
-                data: b"x".to_vec(),
-                executable: false,
-            }],
+            files: vec![FileSpec { path: "main.fk".into(), data: b"x".to_vec(), executable: false }],
             args: vec!["a1".into()],
             ..JobInput::default()
         });
-        assert_eq!(
-            job.run.argv,
-            vec![bin.display().to_string(), "main.fk".into(), "a1".into()]
-        );
-        assert!(job
-            .env
-            .iter()
-            .any(|(k, v)| k == "PATH" && v.starts_with("/usr/local/bin")));
+        assert_eq!(job.run.argv, vec![bin.display().to_string(), "main.fk".into(), "a1".into()]);
+        assert!(job.env.iter().any(|(k, v)| k == "PATH" && v.starts_with("/usr/local/bin")));
         assert!(langs.get("absent").is_none());
     }
 

@@ -96,19 +96,13 @@ impl Pool {
     /// A ready sandbox, now or as soon as one is.
     pub async fn acquire(&self) -> Result<Sandbox, PoolError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Acquire(reply))
-            .await
-            .map_err(|_| PoolError::Closed)?;
+        self.tx.send(Cmd::Acquire(reply)).await.map_err(|_| PoolError::Closed)?;
         rx.await.map_err(|_| PoolError::Closed)?
     }
 
     pub async fn status(&self) -> Result<PoolStatus, PoolError> {
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Status(reply))
-            .await
-            .map_err(|_| PoolError::Closed)?;
+        self.tx.send(Cmd::Status(reply)).await.map_err(|_| PoolError::Closed)?;
         rx.await.map_err(|_| PoolError::Closed)
     }
 
@@ -220,8 +214,7 @@ impl Actor {
         self.status.create_failures += 1;
         self.status.last_error = Some(e.to_string());
         self.failures_in_row += 1;
-        let backoff =
-            Duration::from_millis(100 << self.failures_in_row.min(6)).min(Duration::from_secs(5));
+        let backoff = Duration::from_millis(100 << self.failures_in_row.min(6)).min(Duration::from_secs(5));
         self.retry_at = Some(Instant::now() + backoff);
         if self.failures_in_row >= self.config.fail_after {
             for w in self.waiters.drain(..) {
@@ -263,9 +256,7 @@ impl Actor {
             return;
         }
         let want = self.config.warm + self.waiters.len();
-        while self.ready.len() + self.checking + self.creating < want
-            && self.creating < self.config.max_creating
-        {
+        while self.ready.len() + self.checking + self.creating < want && self.creating < self.config.max_creating {
             self.creating += 1;
             let driver = self.driver.clone();
             let me = self.me.clone();

@@ -50,17 +50,8 @@ pub struct ProcessConfig {
 impl ProcessConfig {
     /// Defaults for this host, with the agent binary at `agent`.
     pub fn new(agent: PathBuf) -> ProcessConfig {
-        let paths = [
-            "/usr",
-            "/bin",
-            "/sbin",
-            "/lib",
-            "/lib32",
-            "/lib64",
-            "/libx32",
-            "/etc/alternatives",
-            "/etc/ld.so.cache",
-        ];
+        let paths =
+            ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/alternatives", "/etc/ld.so.cache"];
         ProcessConfig {
             agent,
             cgroup_mount: PathBuf::from("/sys/fs/cgroup"),
@@ -68,10 +59,7 @@ impl ProcessConfig {
             id_base: 200_000,
             id_pairs: 50_000,
             ro_paths: paths.iter().map(|s| s.to_string()).collect(),
-            devices: ["null", "zero", "full", "random", "urandom"]
-                .iter()
-                .map(|d| format!("/dev/{d}"))
-                .collect(),
+            devices: ["null", "zero", "full", "random", "urandom"].iter().map(|d| format!("/dev/{d}")).collect(),
             work_mb: 64,
             tmp_mb: 64,
             cpus: 1.0,
@@ -108,20 +96,12 @@ impl ProcessDriver {
         if !config.agent.is_file() {
             return Err(SandboxError::Unavailable {
                 driver: "process",
-                why: format!(
-                    "agent binary {} not found (build it, or set HEARTH_AGENT)",
-                    config.agent.display()
-                ),
+                why: format!("agent binary {} not found (build it, or set HEARTH_AGENT)", config.agent.display()),
             });
         }
         let cgroups = CgroupRoot::detect(&config.cgroup_mount, &config.cgroup_parent)?;
         let prefix = format!("hs-{}-", std::process::id());
-        let driver = ProcessDriver {
-            config,
-            cgroups,
-            prefix,
-            counter: AtomicU64::new(0),
-        };
+        let driver = ProcessDriver { config, cgroups, prefix, counter: AtomicU64::new(0) };
         driver.remove_orphans();
         Ok(driver)
     }
@@ -129,10 +109,7 @@ impl ProcessDriver {
     /// Removes sandbox cgroups whose executor process no longer exists.
     fn remove_orphans(&self) {
         for name in self.cgroups.list() {
-            let owner = name
-                .strip_prefix("hs-")
-                .and_then(|r| r.split('-').next())
-                .and_then(|p| p.parse::<u32>().ok());
+            let owner = name.strip_prefix("hs-").and_then(|r| r.split('-').next()).and_then(|p| p.parse::<u32>().ok());
             if let Some(pid) = owner {
                 if !Path::new(&format!("/proc/{pid}")).exists() {
                     let n = self.cgroups.remove_stale(&format!("hs-{pid}-"));
@@ -160,11 +137,7 @@ impl ProcessDriver {
         let pair = (n % self.config.id_pairs as u64) as u32;
         let spec = JailSpec {
             host_id_base: self.config.id_base + 2 * pair,
-            cgroup_procs: cgroup
-                .procs_files()
-                .iter()
-                .map(|p| p.display().to_string())
-                .collect(),
+            cgroup_procs: cgroup.procs_files().iter().map(|p| p.display().to_string()).collect(),
             ro_paths: self.config.ro_paths.clone(),
             devices: self.config.devices.clone(),
             etc_files: etc_files(),
@@ -186,24 +159,16 @@ impl ProcessDriver {
             Ok(c) => c,
             Err(source) => {
                 let _ = cgroup.destroy();
-                return Err(SandboxError::Spawn {
-                    agent: self.config.agent.display().to_string(),
-                    source,
-                });
+                return Err(SandboxError::Spawn { agent: self.config.agent.display().to_string(), source });
             }
         };
-        let (stdin, stdout, stderr) =
-            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let (stdin, stdout, stderr) = (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let (Some(stdin), Some(stdout), Some(stderr)) = (stdin, stdout, stderr) else {
             unreachable!("all three pipes were requested")
         };
         log_agent_stderr(id.clone(), stderr);
         let conn = AgentConn::new(id.clone(), Box::new(stdout), Box::new(stdin));
-        let backend = ProcessBackend {
-            child: Some(child),
-            cgroup: Some(cgroup),
-            cpus: self.config.cpus,
-        };
+        let backend = ProcessBackend { child: Some(child), cgroup: Some(cgroup), cpus: self.config.cpus };
         let mut sandbox = Sandbox::new(id, conn, Box::new(backend));
         match sandbox.wait_ready(self.config.ready_timeout).await {
             Ok(_) => Ok(sandbox),
@@ -216,11 +181,7 @@ impl ProcessDriver {
 }
 
 fn limits_for(l: &Limits, cpus: f64) -> CgroupLimits {
-    CgroupLimits {
-        memory_bytes: (l.memory_mb << 20) + AGENT_MEMORY_BYTES,
-        pids: l.pids + AGENT_PIDS,
-        cpus,
-    }
+    CgroupLimits { memory_bytes: (l.memory_mb << 20) + AGENT_MEMORY_BYTES, pids: l.pids + AGENT_PIDS, cpus }
 }
 
 fn log_agent_stderr(id: String, stderr: tokio::process::ChildStderr) {
@@ -252,9 +213,7 @@ struct ProcessBackend {
 
 impl ProcessBackend {
     fn cgroup(&self) -> &Cgroup {
-        self.cgroup
-            .as_ref()
-            .expect("cgroup is present until destroy")
+        self.cgroup.as_ref().expect("cgroup is present until destroy")
     }
 }
 
@@ -272,9 +231,7 @@ impl Backend for ProcessBackend {
     }
 
     fn alive(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     fn destroy(mut self: Box<Self>) -> BoxFuture<'static, Result<(), SandboxError>> {
@@ -293,10 +250,7 @@ impl Backend for ProcessBackend {
             if let Some(cg) = cgroup {
                 tokio::task::spawn_blocking(move || cg.destroy())
                     .await
-                    .map_err(|e| SandboxError::Io {
-                        id: String::new(),
-                        source: std::io::Error::other(e),
-                    })??;
+                    .map_err(|e| SandboxError::Io { id: String::new(), source: std::io::Error::other(e) })??;
             }
             Ok(())
         })
@@ -328,12 +282,7 @@ pub fn locate_agent() -> Option<PathBuf> {
     let mut candidates = Vec::new();
     for dir in exe.ancestors().skip(1).take(2) {
         if let (Some(profile), Some(target)) = (dir.file_name(), dir.parent()) {
-            candidates.push(
-                target
-                    .join("x86_64-unknown-linux-musl")
-                    .join(profile)
-                    .join("hearth-agent"),
-            );
+            candidates.push(target.join("x86_64-unknown-linux-musl").join(profile).join("hearth-agent"));
         }
         candidates.push(dir.join("hearth-agent"));
     }

@@ -71,12 +71,7 @@ pub struct Sandbox {
 
 impl Sandbox {
     pub fn new(id: String, conn: AgentConn, backend: Box<dyn Backend>) -> Sandbox {
-        Sandbox {
-            id,
-            conn,
-            backend,
-            created: Instant::now(),
-        }
+        Sandbox { id, conn, backend, created: Instant::now() }
     }
 
     pub fn id(&self) -> &str {
@@ -94,14 +89,8 @@ impl Sandbox {
         match timeout(within, self.conn.recv()).await {
             Err(_) => Err(SandboxError::NotReady { id, waited: within }),
             Ok(Ok(Some(AgentFrame::Ready(r)))) => Ok(r),
-            Ok(Ok(Some(other))) => Err(SandboxError::Unexpected {
-                id,
-                what: format!("{other:?}"),
-            }),
-            Ok(Ok(None)) => Err(SandboxError::Closed {
-                id,
-                during: " before it was ready",
-            }),
+            Ok(Ok(Some(other))) => Err(SandboxError::Unexpected { id, what: format!("{other:?}") }),
+            Ok(Ok(None)) => Err(SandboxError::Closed { id, during: " before it was ready" }),
             Ok(Err(e)) => Err(e),
         }
     }
@@ -109,24 +98,15 @@ impl Sandbox {
     /// Health check: the agent answers a ping in time.
     pub async fn ping(&mut self, within: Duration) -> Result<(), SandboxError> {
         if !self.backend.alive() {
-            return Err(SandboxError::Closed {
-                id: self.id.clone(),
-                during: " (process gone)",
-            });
+            return Err(SandboxError::Closed { id: self.id.clone(), during: " (process gone)" });
         }
         self.conn.send(&HostFrame::Ping).await?;
         let id = self.id.clone();
         match timeout(within, self.conn.recv()).await {
             Err(_) => Err(SandboxError::NotReady { id, waited: within }),
             Ok(Ok(Some(AgentFrame::Pong))) => Ok(()),
-            Ok(Ok(Some(other))) => Err(SandboxError::Unexpected {
-                id,
-                what: format!("{other:?}"),
-            }),
-            Ok(Ok(None)) => Err(SandboxError::Closed {
-                id,
-                during: " during a health check",
-            }),
+            Ok(Ok(Some(other))) => Err(SandboxError::Unexpected { id, what: format!("{other:?}") }),
+            Ok(Ok(None)) => Err(SandboxError::Closed { id, during: " during a health check" }),
             Ok(Err(e)) => Err(e),
         }
     }
@@ -144,18 +124,11 @@ impl Sandbox {
         events: Option<mpsc::Sender<RunEvent>>,
         mut control: Option<mpsc::Receiver<Control>>,
     ) -> Result<RunOutcome, SandboxError> {
-        let first = job
-            .compile
-            .as_ref()
-            .map(|c| c.limits)
-            .unwrap_or(job.run.limits);
+        let first = job.compile.as_ref().map(|c| c.limits).unwrap_or(job.run.limits);
         self.backend.prepare(&first)?;
-        self.conn
-            .send(&HostFrame::Run(Box::new(job.clone())))
-            .await?;
+        self.conn.send(&HostFrame::Run(Box::new(job.clone()))).await?;
         let compile_ms = job.compile.as_ref().map_or(0, |c| c.limits.wall_ms);
-        let mut deadline =
-            Instant::now() + Duration::from_millis(compile_ms + job.run.limits.wall_ms) + GRACE;
+        let mut deadline = Instant::now() + Duration::from_millis(compile_ms + job.run.limits.wall_ms) + GRACE;
         let cap = job.run.limits.output_bytes as usize;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         loop {
@@ -216,18 +189,12 @@ impl Sandbox {
     /// cgroup turns a death by signal or a failure into `memory_limit`.
     fn judge(&self, mut r: AgentResult) -> AgentResult {
         let oom = self.backend.oom_kills() > 0;
-        if oom
-            && matches!(
-                r.status,
-                Status::Signaled | Status::RuntimeError | Status::CpuLimit
-            )
-        {
+        if oom && matches!(r.status, Status::Signaled | Status::RuntimeError | Status::CpuLimit) {
             r.status = Status::MemoryLimit;
             r.memory_kb = r.memory_kb.max(self.backend.peak_kb());
         }
         if oom && r.status == Status::CompileError {
-            r.message
-                .get_or_insert_with(|| "the compiler ran out of memory".into());
+            r.message.get_or_insert_with(|| "the compiler ran out of memory".into());
         }
         r
     }
@@ -241,12 +208,7 @@ impl Sandbox {
 
 impl RunOutcome {
     /// The API's result body for this outcome.
-    pub fn to_api(
-        &self,
-        run_id: &str,
-        session_id: &str,
-        lang: &str,
-    ) -> hearth_proto::api::RunResult {
+    pub fn to_api(&self, run_id: &str, session_id: &str, lang: &str) -> hearth_proto::api::RunResult {
         let r = &self.result;
         let mut out = hearth_proto::api::RunResult {
             run_id: run_id.into(),
@@ -262,11 +224,7 @@ impl RunOutcome {
             message: r.message.clone(),
             ..Default::default()
         };
-        let compile_output = r
-            .compile
-            .as_ref()
-            .map(|c| c.output.as_slice())
-            .unwrap_or_default();
+        let compile_output = r.compile.as_ref().map(|c| c.output.as_slice()).unwrap_or_default();
         out.set_outputs(&self.stdout, &self.stderr, compile_output);
         out
     }

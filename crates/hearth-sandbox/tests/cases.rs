@@ -15,52 +15,30 @@ use tokio::time::timeout;
 #[test]
 fn the_cases_copy_matches_shared() {
     if let Some(shared) = cases::shared_copy() {
-        let ours = std::fs::read_to_string(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../tests/cases/runs.json"
-        ))
-        .unwrap();
-        assert_eq!(
-            ours, shared,
-            "tests/cases/runs.json is behind ../shared/cases/runs.json: copy it again"
-        );
+        let ours =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/cases/runs.json")).unwrap();
+        assert_eq!(ours, shared, "tests/cases/runs.json is behind ../shared/cases/runs.json: copy it again");
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_single_run_case_gets_its_verdict() {
     let driver = support::driver();
-    let pool = Pool::start(
-        driver.clone(),
-        PoolConfig {
-            warm: 2,
-            ..PoolConfig::default()
-        },
-    );
+    let pool = Pool::start(driver.clone(), PoolConfig { warm: 2, ..PoolConfig::default() });
     let langs = Languages::detect().unwrap();
     let mut failures = Vec::new();
     let mut ran = 0;
     for case in cases::load().into_iter().filter(cases::Case::is_single_run) {
         for (lang, code) in case.programs() {
-            let language = langs
-                .get(&lang)
-                .unwrap_or_else(|| panic!("{}: language {lang} not on this host", case.name));
-            let limits = Limits::resolve(
-                &case.limits.clone().unwrap_or_default(),
-                &Limits::DEFAULT,
-                &Limits::MAX,
-            );
+            let language =
+                langs.get(&lang).unwrap_or_else(|| panic!("{}: language {lang} not on this host", case.name));
+            let limits = Limits::resolve(&case.limits.clone().unwrap_or_default(), &Limits::DEFAULT, &Limits::MAX);
             let job = language.job_for_code(code.as_bytes(), case.stdin_bytes(), limits);
             let mounts = support::host_mounts();
             let start = Instant::now();
-            let mut sb = timeout(Duration::from_secs(30), pool.acquire())
-                .await
-                .expect("acquire in time")
-                .unwrap();
+            let mut sb = timeout(Duration::from_secs(30), pool.acquire()).await.expect("acquire in time").unwrap();
             let id = sb.id().to_string();
-            let outcome = timeout(Duration::from_secs(60), sb.run(&job, None, None))
-                .await
-                .expect("run in time");
+            let outcome = timeout(Duration::from_secs(60), sb.run(&job, None, None)).await.expect("run in time");
             let elapsed = start.elapsed().as_millis() as u64;
             sb.destroy().await.unwrap();
             ran += 1;
@@ -85,10 +63,5 @@ async fn every_single_run_case_gets_its_verdict() {
     }
     pool.shutdown().await;
     assert!(ran >= 17, "only {ran} runs: cases went missing");
-    assert!(
-        failures.is_empty(),
-        "{} failures:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }

@@ -9,21 +9,15 @@ use hearth_sandbox::{locate_agent, ProcessConfig, ProcessDriver};
 
 /// A process driver with the agent this workspace built.
 pub fn driver() -> Arc<ProcessDriver> {
-    let agent =
-        locate_agent().expect("hearth-agent binary: build the workspace or set HEARTH_AGENT");
-    Arc::new(
-        ProcessDriver::new(ProcessConfig::new(agent))
-            .expect("process driver (needs root and cgroups)"),
-    )
+    let agent = locate_agent().expect("hearth-agent binary: build the workspace or set HEARTH_AGENT");
+    Arc::new(ProcessDriver::new(ProcessConfig::new(agent)).expect("process driver (needs root and cgroups)"))
 }
 
 /// The host's mount table, one entry per line (mount id stripped, so it compares stably).
 pub fn host_mounts() -> Vec<String> {
     let text = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-    let mut lines: Vec<String> = text
-        .lines()
-        .map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" "))
-        .collect();
+    let mut lines: Vec<String> =
+        text.lines().map(|l| l.split_whitespace().skip(2).collect::<Vec<_>>().join(" ")).collect();
     lines.sort();
     lines
 }

@@ -28,17 +28,10 @@ fn mount_fs(fstype: &str, target: &Path, flags: MsFlags, data: &str) -> Result<(
 /// Bind `src` onto `dst` and make that bind read-only, keeping the flags the kernel locks
 /// for a mount seen from a user namespace (atime, nosuid, nodev, noexec).
 fn bind_ro(src: &Path, dst: &Path) -> Result<()> {
-    mount(
-        Some(src),
-        dst,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(ctx(|| format!("binding {}", src.display())))?;
+    mount(Some(src), dst, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(ctx(|| format!("binding {}", src.display())))?;
     let have = mount_flags(dst)?;
-    let mut flags =
-        MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
     // statvfs(3) ST_* bits (not all named by every libc): nodev, noexec, noatime,
     // nodiratime, relatime.
     for (st_bit, ms_flag) in [
@@ -64,11 +57,7 @@ fn mount_flags(path: &Path) -> Result<u64> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return Err(format!(
-            "statvfs {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        ));
+        return Err(format!("statvfs {}: {}", path.display(), std::io::Error::last_os_error()));
     }
     Ok(st.f_flag as u64)
 }
@@ -113,26 +102,13 @@ fn expose(root: &Path, host_path: &str) -> Result<()> {
 fn build_dev(root: &Path, spec: &JailSpec) -> Result<()> {
     let dev = root.join("dev");
     mkdirs(&dev)?;
-    mount_fs(
-        "tmpfs",
-        &dev,
-        MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        "mode=0755,size=64k",
-    )?;
+    mount_fs("tmpfs", &dev, MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC, "mode=0755,size=64k")?;
     for node in &spec.devices {
-        let name = Path::new(node)
-            .file_name()
-            .ok_or_else(|| format!("bad device {node}"))?;
+        let name = Path::new(node).file_name().ok_or_else(|| format!("bad device {node}"))?;
         let dst = dev.join(name);
         touch(&dst)?;
-        mount(
-            Some(node.as_str()),
-            &dst,
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .map_err(ctx(|| format!("binding {node}")))?;
+        mount(Some(node.as_str()), &dst, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(ctx(|| format!("binding {node}")))?;
     }
     for (name, target) in [
         ("fd", "/proc/self/fd"),
@@ -162,14 +138,8 @@ fn write_etc(root: &Path, spec: &JailSpec) -> Result<()> {
 
 /// Builds the root and pivots into it. Runs as root of the sandbox's user namespace.
 pub fn build_root(spec: &JailSpec) -> Result<()> {
-    mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .map_err(ctx(|| "making / private".to_string()))?;
+    mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
+        .map_err(ctx(|| "making / private".to_string()))?;
     let root = Path::new(NEW_ROOT);
     mount_fs("tmpfs", root, MsFlags::MS_NOSUID, "mode=0755,size=4m")?;
     for p in &spec.ro_paths {
@@ -179,24 +149,11 @@ pub fn build_root(spec: &JailSpec) -> Result<()> {
     build_dev(root, spec)?;
     let proc_dir = root.join("proc");
     mkdirs(&proc_dir)?;
-    mount_fs(
-        "proc",
-        &proc_dir,
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
-        "",
-    )?;
+    mount_fs("proc", &proc_dir, MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC, "")?;
     let work = inside(root, WORK_DIR);
     mkdirs(&work)?;
-    let data = format!(
-        "mode=0755,size={}m,uid={RUNNER_ID},gid={RUNNER_ID}",
-        spec.work_mb
-    );
-    mount_fs(
-        "tmpfs",
-        &work,
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        &data,
-    )?;
+    let data = format!("mode=0755,size={}m,uid={RUNNER_ID},gid={RUNNER_ID}", spec.work_mb);
+    mount_fs("tmpfs", &work, MsFlags::MS_NOSUID | MsFlags::MS_NODEV, &data)?;
     let tmp = root.join("tmp");
     mkdirs(&tmp)?;
     let data = format!("mode=1777,size={}m", spec.tmp_mb);
@@ -206,10 +163,8 @@ pub fn build_root(spec: &JailSpec) -> Result<()> {
     mkdirs(&old)?;
     nix::unistd::pivot_root(root, &old).map_err(ctx(|| "pivot_root".to_string()))?;
     nix::unistd::chdir("/").map_err(ctx(|| "chdir /".to_string()))?;
-    umount2("/.old", MntFlags::MNT_DETACH)
-        .map_err(ctx(|| "detaching the host's tree".to_string()))?;
+    umount2("/.old", MntFlags::MNT_DETACH).map_err(ctx(|| "detaching the host's tree".to_string()))?;
     fs::remove_dir("/.old").map_err(ctx(|| "removing /.old".to_string()))?;
     let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID;
-    mount(None::<&str>, "/", None::<&str>, ro, None::<&str>)
-        .map_err(ctx(|| "making / read-only".to_string()))
+    mount(None::<&str>, "/", None::<&str>, ro, None::<&str>).map_err(ctx(|| "making / read-only".to_string()))
 }

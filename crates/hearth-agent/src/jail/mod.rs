@@ -33,8 +33,7 @@ pub fn launch(spec: &JailSpec) -> ! {
         }
     }
     let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
-    let (ready_r, ready_w) =
-        pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap_or_else(|e| die(&format!("pipe: {e}")));
+    let (ready_r, ready_w) = pipe2(nix::fcntl::OFlag::O_CLOEXEC).unwrap_or_else(|e| die(&format!("pipe: {e}")));
     let flags = CloneFlags::CLONE_NEWUSER
         | CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID

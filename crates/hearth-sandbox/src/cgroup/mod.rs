@@ -26,10 +26,7 @@ pub enum CgroupError {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
-    move |source| CgroupError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |source| CgroupError::Io { path: path.to_path_buf(), source }
 }
 
 pub(crate) fn write(path: &Path, value: &str) -> Result<(), CgroupError> {
@@ -90,11 +87,7 @@ impl CgroupRoot {
         } else {
             return Err(CgroupError::NotFound(mount.to_path_buf()));
         };
-        let root = CgroupRoot {
-            version,
-            mount: mount.to_path_buf(),
-            parent: parent.to_string(),
-        };
+        let root = CgroupRoot { version, mount: mount.to_path_buf(), parent: parent.to_string() };
         match version {
             Version::V1 => v1::prepare_parent(mount, parent)?,
             Version::V2 => v2::prepare_parent(mount, parent)?,
@@ -104,20 +97,14 @@ impl CgroupRoot {
 
     fn dirs(&self, name: &str) -> Vec<PathBuf> {
         match self.version {
-            Version::V1 => v1::CONTROLLERS
-                .iter()
-                .map(|c| self.mount.join(c).join(&self.parent).join(name))
-                .collect(),
+            Version::V1 => v1::CONTROLLERS.iter().map(|c| self.mount.join(c).join(&self.parent).join(name)).collect(),
             Version::V2 => vec![self.mount.join(&self.parent).join(name)],
         }
     }
 
     /// Creates the cgroup `name` (a fresh one: a leftover of that name is removed first).
     pub fn create(&self, name: &str) -> Result<Cgroup, CgroupError> {
-        let cg = Cgroup {
-            version: self.version,
-            dirs: self.dirs(name),
-        };
+        let cg = Cgroup { version: self.version, dirs: self.dirs(name) };
         if cg.dirs.iter().any(|d| d.exists()) {
             cg.destroy()?;
         }
@@ -139,26 +126,15 @@ impl CgroupRoot {
         let Ok(entries) = fs::read_dir(base) else {
             return Vec::new();
         };
-        entries
-            .flatten()
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect()
+        entries.flatten().filter(|e| e.path().is_dir()).filter_map(|e| e.file_name().into_string().ok()).collect()
     }
 
     /// Kills and removes every cgroup under the parent whose name starts with `prefix`:
     /// what a crashed executor left behind.
     pub fn remove_stale(&self, prefix: &str) -> usize {
-        let stale: Vec<String> = self
-            .list()
-            .into_iter()
-            .filter(|n| n.starts_with(prefix))
-            .collect();
+        let stale: Vec<String> = self.list().into_iter().filter(|n| n.starts_with(prefix)).collect();
         for name in &stale {
-            let cg = Cgroup {
-                version: self.version,
-                dirs: self.dirs(name),
-            };
+            let cg = Cgroup { version: self.version, dirs: self.dirs(name) };
             if let Err(e) = cg.destroy() {
                 tracing::warn!(cgroup = %name, error = %e, "could not remove a stale cgroup");
             }
@@ -203,11 +179,7 @@ impl Cgroup {
             .procs_files()
             .iter()
             .filter_map(|p| fs::read_to_string(p).ok())
-            .flat_map(|t| {
-                t.lines()
-                    .filter_map(|l| l.trim().parse().ok())
-                    .collect::<Vec<_>>()
-            })
+            .flat_map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect::<Vec<_>>())
             .collect();
         pids.sort_unstable();
         pids.dedup();
@@ -220,10 +192,7 @@ impl Cgroup {
             return;
         }
         for pid in self.pids() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::SIGKILL,
-            );
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
         }
     }
 
@@ -240,9 +209,7 @@ impl Cgroup {
                 match fs::remove_dir(d) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(_) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(2))
-                    }
+                    Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
                     Err(_) => return Err(CgroupError::Busy(d.clone())),
                 }
             }
@@ -271,9 +238,6 @@ mod tests {
     #[test]
     fn an_empty_dir_is_no_hierarchy() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            CgroupRoot::detect(dir.path(), "hearth"),
-            Err(CgroupError::NotFound(_))
-        ));
+        assert!(matches!(CgroupRoot::detect(dir.path(), "hearth"), Err(CgroupError::NotFound(_))));
     }
 }

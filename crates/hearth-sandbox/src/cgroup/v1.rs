@@ -12,19 +12,13 @@ const PERIOD_US: u64 = 100_000;
 pub fn prepare_parent(mount: &Path, parent: &str) -> Result<(), CgroupError> {
     for c in CONTROLLERS {
         let dir = mount.join(c).join(parent);
-        std::fs::create_dir_all(&dir).map_err(|source| CgroupError::Io {
-            path: dir.clone(),
-            source,
-        })?;
+        std::fs::create_dir_all(&dir).map_err(|source| CgroupError::Io { path: dir.clone(), source })?;
     }
     Ok(())
 }
 
 fn dir<'a>(dirs: &'a [PathBuf], controller: &str) -> &'a Path {
-    let i = CONTROLLERS
-        .iter()
-        .position(|c| *c == controller)
-        .expect("known controller");
+    let i = CONTROLLERS.iter().position(|c| *c == controller).expect("known controller");
     &dirs[i]
 }
 
@@ -52,17 +46,11 @@ pub fn set_limits(dirs: &[PathBuf], l: &CgroupLimits) -> Result<(), CgroupError>
     write(&dir(dirs, "pids").join("pids.max"), &l.pids.to_string())?;
     let cpu = dir(dirs, "cpu");
     write(&cpu.join("cpu.cfs_period_us"), &PERIOD_US.to_string())?;
-    write(
-        &cpu.join("cpu.cfs_quota_us"),
-        &((l.cpus * PERIOD_US as f64) as u64).max(1000).to_string(),
-    )
+    write(&cpu.join("cpu.cfs_quota_us"), &((l.cpus * PERIOD_US as f64) as u64).max(1000).to_string())
 }
 
 pub fn oom_kills(dirs: &[PathBuf]) -> u64 {
-    read(&dir(dirs, "memory").join("memory.oom_control"))
-        .ok()
-        .and_then(|t| keyed(&t, "oom_kill"))
-        .unwrap_or(0)
+    read(&dir(dirs, "memory").join("memory.oom_control")).ok().and_then(|t| keyed(&t, "oom_kill")).unwrap_or(0)
 }
 
 pub fn peak_kb(dirs: &[PathBuf]) -> u64 {

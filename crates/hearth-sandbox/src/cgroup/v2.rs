@@ -16,10 +16,7 @@ pub fn prepare_parent(mount: &Path, parent: &str) -> Result<(), CgroupError> {
         }
     }
     let dir = mount.join(parent);
-    std::fs::create_dir_all(&dir).map_err(|source| CgroupError::Io {
-        path: dir.clone(),
-        source,
-    })?;
+    std::fs::create_dir_all(&dir).map_err(|source| CgroupError::Io { path: dir.clone(), source })?;
     let enable: Vec<String> = CONTROLLERS
         .iter()
         .filter(|c| available.split_whitespace().any(|a| a == **c))
@@ -42,18 +39,11 @@ pub fn set_limits(dir: &Path, l: &CgroupLimits) -> Result<(), CgroupError> {
 }
 
 pub fn oom_kills(dir: &Path) -> u64 {
-    read(&dir.join("memory.events"))
-        .ok()
-        .and_then(|t| keyed(&t, "oom_kill"))
-        .unwrap_or(0)
+    read(&dir.join("memory.events")).ok().and_then(|t| keyed(&t, "oom_kill")).unwrap_or(0)
 }
 
 pub fn peak_kb(dir: &Path) -> u64 {
-    read(&dir.join("memory.peak"))
-        .ok()
-        .and_then(|t| t.trim().parse::<u64>().ok())
-        .map(|b| b / 1024)
-        .unwrap_or(0)
+    read(&dir.join("memory.peak")).ok().and_then(|t| t.trim().parse::<u64>().ok()).map(|b| b / 1024).unwrap_or(0)
 }
 
 /// Kills the whole cgroup at once where the kernel has `cgroup.kill` (5.14+).
@@ -71,11 +61,7 @@ mod tests {
     /// A fake v2 mount: the files a real one has, as plain files in a temp dir.
     fn fake_v2() -> tempfile::TempDir {
         let dir = tempfile::tempdir().unwrap();
-        fs::write(
-            dir.path().join("cgroup.controllers"),
-            "cpuset cpu io memory hugetlb pids rdma misc\n",
-        )
-        .unwrap();
+        fs::write(dir.path().join("cgroup.controllers"), "cpuset cpu io memory hugetlb pids rdma misc\n").unwrap();
         fs::write(dir.path().join("cgroup.subtree_control"), "").unwrap();
         dir
     }
@@ -85,13 +71,9 @@ mod tests {
         let mount = fake_v2();
         let root = CgroupRoot::detect(mount.path(), "hearth").unwrap();
         assert_eq!(root.version, Version::V2);
-        let enabled =
-            fs::read_to_string(mount.path().join("hearth/cgroup.subtree_control")).unwrap();
+        let enabled = fs::read_to_string(mount.path().join("hearth/cgroup.subtree_control")).unwrap();
         assert_eq!(enabled, "+memory +pids +cpu");
-        assert_eq!(
-            fs::read_to_string(mount.path().join("cgroup.subtree_control")).unwrap(),
-            enabled
-        );
+        assert_eq!(fs::read_to_string(mount.path().join("cgroup.subtree_control")).unwrap(), enabled);
     }
 
     #[test]
@@ -109,32 +91,14 @@ mod tests {
         let dir = mount.path().join("hearth/sb-1");
         assert_eq!(cg.procs_files(), vec![dir.join("cgroup.procs")]);
         fs::write(dir.join("memory.swap.max"), "max").unwrap();
-        cg.set_limits(&CgroupLimits {
-            memory_bytes: 128 << 20,
-            pids: 66,
-            cpus: 1.5,
-        })
-        .unwrap();
-        assert_eq!(
-            fs::read_to_string(dir.join("memory.max")).unwrap(),
-            (128u64 << 20).to_string()
-        );
-        assert_eq!(
-            fs::read_to_string(dir.join("memory.swap.max")).unwrap(),
-            "0"
-        );
+        cg.set_limits(&CgroupLimits { memory_bytes: 128 << 20, pids: 66, cpus: 1.5 }).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap(), (128u64 << 20).to_string());
+        assert_eq!(fs::read_to_string(dir.join("memory.swap.max")).unwrap(), "0");
         assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap(), "66");
-        assert_eq!(
-            fs::read_to_string(dir.join("cpu.max")).unwrap(),
-            "150000 100000"
-        );
+        assert_eq!(fs::read_to_string(dir.join("cpu.max")).unwrap(), "150000 100000");
 
         assert_eq!(cg.oom_kills(), 0);
-        fs::write(
-            dir.join("memory.events"),
-            "low 0\nhigh 0\nmax 40\noom 1\noom_kill 1\n",
-        )
-        .unwrap();
+        fs::write(dir.join("memory.events"), "low 0\nhigh 0\nmax 40\noom 1\noom_kill 1\n").unwrap();
         assert_eq!(cg.oom_kills(), 1);
         fs::write(dir.join("memory.peak"), "134217728\n").unwrap();
         assert_eq!(cg.peak_kb(), 131072);

@@ -31,39 +31,19 @@ async fn try_process_driver(agent: Option<PathBuf>) -> Check {
     };
     let driver = match ProcessDriver::new(ProcessConfig::new(agent.clone())) {
         Ok(d) => Arc::new(d),
-        Err(e) => {
-            return Check {
-                name: "process",
-                ok: false,
-                detail: e.to_string(),
-            }
-        }
+        Err(e) => return Check { name: "process", ok: false, detail: e.to_string() },
     };
     let Ok(langs) = Languages::detect() else {
-        return Check {
-            name: "process",
-            ok: false,
-            detail: "languages file unreadable".into(),
-        };
+        return Check { name: "process", ok: false, detail: "languages file unreadable".into() };
     };
     let Some(bash) = langs.get("bash") else {
-        return Check {
-            name: "process",
-            ok: false,
-            detail: "bash not found on the host".into(),
-        };
+        return Check { name: "process", ok: false, detail: "bash not found on the host".into() };
     };
     let start = Instant::now();
     let result = async {
         let mut sb = driver.create().await?;
         let ready_ms = start.elapsed().as_millis();
-        let out = sb
-            .run(
-                &bash.job_for_code(b"echo ok", Vec::new(), Limits::DEFAULT),
-                None,
-                None,
-            )
-            .await;
+        let out = sb.run(&bash.job_for_code(b"echo ok", Vec::new(), Limits::DEFAULT), None, None).await;
         sb.destroy().await?;
         out.map(|o| (o, ready_ms))
     }
@@ -72,21 +52,10 @@ async fn try_process_driver(agent: Option<PathBuf>) -> Check {
         Ok((o, ready_ms)) if o.stdout == b"ok\n" => Check {
             name: "process",
             ok: true,
-            detail: format!(
-                "works: sandbox ready in {ready_ms} ms, `echo ok` ran (agent {})",
-                agent.display()
-            ),
+            detail: format!("works: sandbox ready in {ready_ms} ms, `echo ok` ran (agent {})", agent.display()),
         },
-        Ok((o, _)) => Check {
-            name: "process",
-            ok: false,
-            detail: format!("test run ended {:?}", o.result.status),
-        },
-        Err(e) => Check {
-            name: "process",
-            ok: false,
-            detail: e.to_string(),
-        },
+        Ok((o, _)) => Check { name: "process", ok: false, detail: format!("test run ended {:?}", o.result.status) },
+        Err(e) => Check { name: "process", ok: false, detail: e.to_string() },
     }
 }
 
@@ -94,11 +63,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let mut checks = host::probe(std::path::Path::new("/sys/fs/cgroup"));
     checks.push(host::kvm());
     let process = try_process_driver(locate_agent()).await;
-    let qemu = Check {
-        name: "qemu",
-        ok: false,
-        detail: "driver not built yet (microVM isolation is planned)".into(),
-    };
+    let qemu = Check { name: "qemu", ok: false, detail: "driver not built yet (microVM isolation is planned)".into() };
     let fc = Check {
         name: "firecracker",
         ok: false,
@@ -111,20 +76,10 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let nats = match host::find_binary("nats-server") {
         Some(p) => {
             let v = std::process::Command::new(&p).arg("--version").output();
-            let v = v
-                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-                .unwrap_or_default();
-            Check {
-                name: "nats-server",
-                ok: true,
-                detail: format!("{v} at {}", p.display()),
-            }
+            let v = v.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();
+            Check { name: "nats-server", ok: true, detail: format!("{v} at {}", p.display()) }
         }
-        None => Check {
-            name: "nats-server",
-            ok: false,
-            detail: "not found (scripts/setup installs it)".into(),
-        },
+        None => Check { name: "nats-server", ok: false, detail: "not found (scripts/setup installs it)".into() },
     };
     if args.json {
         let report = serde_json::json!({
@@ -141,13 +96,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         [&process, &qemu, &fc].into_iter().for_each(line);
         println!("languages");
         for l in langs.list() {
-            println!(
-                "  ok   {:<16} {} {}{}",
-                l.id,
-                l.name,
-                l.version,
-                if l.compiled { " (compiled)" } else { "" }
-            );
+            println!("  ok   {:<16} {} {}{}", l.id, l.name, l.version, if l.compiled { " (compiled)" } else { "" });
         }
         println!("service");
         line(&nats);

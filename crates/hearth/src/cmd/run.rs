@@ -8,9 +8,7 @@ use std::sync::Arc;
 use anyhow::{anyhow, bail, Context};
 use hearth_proto::frame::{FileSpec, Stream};
 use hearth_proto::{Limits, LimitsRequest, Status};
-use hearth_sandbox::{
-    locate_agent, Driver, JobInput, Languages, ProcessConfig, ProcessDriver, RunEvent,
-};
+use hearth_sandbox::{locate_agent, Driver, JobInput, Languages, ProcessConfig, ProcessDriver, RunEvent};
 use tokio::sync::mpsc;
 
 #[derive(clap::Args)]
@@ -60,43 +58,27 @@ fn exit_code(status: Status, exit: Option<i32>, signal: Option<i32>) -> u8 {
     }
 }
 
-fn guess_language<'a>(
-    langs: &'a Languages,
-    file: &std::path::Path,
-) -> Option<&'a hearth_sandbox::Language> {
+fn guess_language<'a>(langs: &'a Languages, file: &std::path::Path) -> Option<&'a hearth_sandbox::Language> {
     let ext = file.extension()?.to_str()?;
-    langs
-        .list()
-        .iter()
-        .find(|l| l.file.rsplit_once('.').is_some_and(|(_, e)| e == ext))
+    langs.list().iter().find(|l| l.file.rsplit_once('.').is_some_and(|(_, e)| e == ext))
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     if args.driver != "process" {
-        bail!(
-            "driver {:?} is not available yet; use --driver process",
-            args.driver
-        );
+        bail!("driver {:?} is not available yet; use --driver process", args.driver);
     }
-    let code =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+    let code = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
     let langs = Languages::detect()?;
     let lang = match &args.lang {
-        Some(name) => langs
-            .get(name)
-            .ok_or_else(|| anyhow!("unknown language {name:?}; `hearth doctor` lists them"))?,
-        None => guess_language(&langs, &args.file).ok_or_else(|| {
-            anyhow!(
-                "cannot tell the language of {}: pass --lang",
-                args.file.display()
-            )
-        })?,
+        Some(name) => {
+            langs.get(name).ok_or_else(|| anyhow!("unknown language {name:?}; `hearth doctor` lists them"))?
+        }
+        None => guess_language(&langs, &args.file)
+            .ok_or_else(|| anyhow!("cannot tell the language of {}: pass --lang", args.file.display()))?,
     };
     let mut stdin = Vec::new();
     if !std::io::stdin().is_terminal() {
-        std::io::stdin()
-            .read_to_end(&mut stdin)
-            .context("reading stdin")?;
+        std::io::stdin().read_to_end(&mut stdin).context("reading stdin")?;
     }
     let req = LimitsRequest {
         wall_ms: args.wall_ms,
@@ -106,30 +88,12 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         output_bytes: args.output_bytes,
     };
     let limits = Limits::resolve(&req, &Limits::DEFAULT, &Limits::MAX);
-    let name = args
-        .file
-        .file_name()
-        .and_then(|n| n.to_str())
-        .filter(|n| !n.is_empty())
-        .unwrap_or(&lang.file);
-    let files = vec![FileSpec {
-        path: name.to_string(),
-        data: code,
-        executable: false,
-    }];
-    let job = lang.job(JobInput {
-        files,
-        stdin,
-        args: args.args.clone(),
-        limits,
-        keep_stdin_open: false,
-    });
+    let name = args.file.file_name().and_then(|n| n.to_str()).filter(|n| !n.is_empty()).unwrap_or(&lang.file);
+    let files = vec![FileSpec { path: name.to_string(), data: code, executable: false }];
+    let job = lang.job(JobInput { files, stdin, args: args.args.clone(), limits, keep_stdin_open: false });
 
-    let agent = args
-        .agent
-        .clone()
-        .or_else(locate_agent)
-        .ok_or_else(|| anyhow!("hearth-agent not found: set HEARTH_AGENT"))?;
+    let agent =
+        args.agent.clone().or_else(locate_agent).ok_or_else(|| anyhow!("hearth-agent not found: set HEARTH_AGENT"))?;
     let driver = Arc::new(ProcessDriver::new(ProcessConfig::new(agent))?);
     let mut sandbox = driver.create().await?;
     let (tx, mut rx) = mpsc::channel(64);
@@ -138,9 +102,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         while let Some(ev) = rx.recv().await {
             if let (RunEvent::Output { stream, data }, false) = (ev, json) {
                 let _ = match stream {
-                    Stream::Stdout => std::io::stdout()
-                        .write_all(&data)
-                        .and_then(|_| std::io::stdout().flush()),
+                    Stream::Stdout => std::io::stdout().write_all(&data).and_then(|_| std::io::stdout().flush()),
                     Stream::Stderr => std::io::stderr().write_all(&data),
                 };
             }
@@ -165,20 +127,12 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
                 Status::MemoryLimit => format!(" (memory limit {} MiB)", limits.memory_mb),
                 Status::OutputLimit => format!(" (output cut at {} bytes)", limits.output_bytes),
                 Status::Signaled => format!(" (signal {})", r.signal.unwrap_or(0)),
-                _ => r
-                    .message
-                    .as_deref()
-                    .map(|m| format!(": {m}"))
-                    .unwrap_or_default(),
+                _ => r.message.as_deref().map(|m| format!(": {m}")).unwrap_or_default(),
             };
             eprintln!("hearth: {}{detail}", r.status);
         }
     }
-    Ok(exit_code(
-        outcome.result.status,
-        outcome.result.exit_code,
-        outcome.result.signal,
-    ))
+    Ok(exit_code(outcome.result.status, outcome.result.exit_code, outcome.result.signal))
 }
 
 #[cfg(test)]

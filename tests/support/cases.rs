@@ -78,27 +78,16 @@ impl Case {
     /// The (lang, code) of each run of the case, in order.
     pub fn programs(&self) -> Vec<(String, String)> {
         match &self.runs {
-            Some(runs) => runs
-                .iter()
-                .map(|r| (r.lang.clone(), r.code.clone()))
-                .collect(),
+            Some(runs) => runs.iter().map(|r| (r.lang.clone(), r.code.clone())).collect(),
             None => {
-                let code = self
-                    .code
-                    .clone()
-                    .or_else(|| self.code_fill.as_ref().map(Fill::make))
-                    .unwrap_or_default();
+                let code = self.code.clone().or_else(|| self.code_fill.as_ref().map(Fill::make)).unwrap_or_default();
                 vec![(self.lang.clone().unwrap_or_default(), code)]
             }
         }
     }
 
     pub fn stdin_bytes(&self) -> Vec<u8> {
-        self.stdin
-            .clone()
-            .or_else(|| self.stdin_fill.as_ref().map(Fill::make))
-            .unwrap_or_default()
-            .into_bytes()
+        self.stdin.clone().or_else(|| self.stdin_fill.as_ref().map(Fill::make)).unwrap_or_default().into_bytes()
     }
 }
 
@@ -112,8 +101,7 @@ fn repo_root() -> PathBuf {
 
 /// Every case of the repository's copy.
 pub fn load() -> Vec<Case> {
-    let text = std::fs::read_to_string(repo_root().join("tests/cases/runs.json"))
-        .expect("tests/cases/runs.json");
+    let text = std::fs::read_to_string(repo_root().join("tests/cases/runs.json")).expect("tests/cases/runs.json");
     serde_json::from_str(&text).expect("cases parse")
 }
 
@@ -179,10 +167,7 @@ pub fn check(e: &Expect, r: &RunResult, elapsed_ms: u64) -> Vec<String> {
     }
     if let Some(s) = &e.compile_output_contains {
         if !r.compile_output.contains(s.as_str()) {
-            bad.push(format!(
-                "compile output {:?} lacks {s:?}",
-                truncate(&r.compile_output)
-            ));
+            bad.push(format!("compile output {:?} lacks {s:?}", truncate(&r.compile_output)));
         }
     }
     if let Some(ms) = e.max_ms {

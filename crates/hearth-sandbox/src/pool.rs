@@ -155,15 +155,12 @@ impl Actor {
             tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(Cmd::Shutdown(reply)) => {
-                        self.shutdown().await;
+                        self.shutdown(&mut rx).await;
                         let _ = reply.send(());
                         return;
                     }
                     Some(cmd) => self.handle(cmd),
-                    None => {
-                        self.shutdown().await;
-                        return;
-                    }
+                    None => return,
                 },
                 _ = health.tick() => self.check_health(),
                 _ = retry => {
@@ -292,11 +289,36 @@ impl Actor {
         });
     }
 
-    async fn shutdown(&mut self) {
+    /// Fails waiters, destroys idle sandboxes, and waits for sandboxes still being created
+    /// or checked so that none outlives the pool.
+    async fn shutdown(&mut self, rx: &mut mpsc::Receiver<Cmd>) {
         for w in self.waiters.drain(..) {
             let _ = w.send(Err(PoolError::Closed));
         }
-        for sb in self.ready.drain(..) {
+        let mut doomed: Vec<Sandbox> = self.ready.drain(..).collect();
+        while self.creating + self.checking > 0 {
+            match rx.recv().await {
+                Some(Cmd::Created(r)) => {
+                    self.creating -= 1;
+                    doomed.extend(r.ok());
+                }
+                Some(Cmd::Checked { healthy, .. }) => {
+                    self.checking = 0;
+                    doomed.extend(healthy);
+                }
+                Some(Cmd::Acquire(w)) => {
+                    let _ = w.send(Err(PoolError::Closed));
+                }
+                Some(Cmd::Status(reply)) => {
+                    let _ = reply.send(self.status.clone());
+                }
+                Some(Cmd::Shutdown(reply)) => {
+                    let _ = reply.send(());
+                }
+                None => break,
+            }
+        }
+        for sb in doomed {
             let _ = sb.destroy().await;
         }
     }

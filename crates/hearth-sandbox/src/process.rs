@@ -45,6 +45,8 @@ pub struct ProcessConfig {
     /// CPUs one sandbox may use at once.
     pub cpus: f64,
     pub ready_timeout: Duration,
+    /// Added to sandbox names after the executor's pid, to tell drivers of one process apart.
+    pub tag: String,
 }
 
 impl ProcessConfig {
@@ -64,6 +66,7 @@ impl ProcessConfig {
             tmp_mb: 64,
             cpus: 1.0,
             ready_timeout: Duration::from_secs(10),
+            tag: String::new(),
         }
     }
 }
@@ -85,10 +88,12 @@ fn etc_files() -> Vec<(String, String)> {
 pub struct ProcessDriver {
     config: ProcessConfig,
     cgroups: CgroupRoot,
-    /// Prefix of this driver's sandbox names: `hs-<executor pid>-`.
+    /// Prefix of this driver's sandbox names: `hs-<executor pid>-<tag>`.
     prefix: String,
-    counter: AtomicU64,
 }
+
+/// Sandbox numbers, unique in this process (several drivers may share one, as tests do).
+static COUNTER: AtomicU64 = AtomicU64::new(0);
 
 impl ProcessDriver {
     /// Checks the host (agent binary, cgroups) and removes what crashed executors left.
@@ -100,8 +105,8 @@ impl ProcessDriver {
             });
         }
         let cgroups = CgroupRoot::detect(&config.cgroup_mount, &config.cgroup_parent)?;
-        let prefix = format!("hs-{}-", std::process::id());
-        let driver = ProcessDriver { config, cgroups, prefix, counter: AtomicU64::new(0) };
+        let prefix = format!("hs-{}-{}", std::process::id(), config.tag);
+        let driver = ProcessDriver { config, cgroups, prefix };
         driver.remove_orphans();
         Ok(driver)
     }
@@ -130,7 +135,7 @@ impl ProcessDriver {
     }
 
     async fn spawn(&self) -> Result<Sandbox, SandboxError> {
-        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}{n}", self.prefix);
         let cgroup = self.cgroups.create(&id)?;
         cgroup.set_limits(&limits_for(&Limits::DEFAULT, self.config.cpus))?;

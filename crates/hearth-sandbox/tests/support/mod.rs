@@ -9,8 +9,15 @@ use hearth_sandbox::{locate_agent, ProcessConfig, ProcessDriver};
 
 /// A process driver with the agent this workspace built.
 pub fn driver() -> Arc<ProcessDriver> {
+    tagged_driver("")
+}
+
+/// A driver whose sandbox names carry `tag`, so a test can tell its sandboxes from those of
+/// tests running beside it in the same process.
+pub fn tagged_driver(tag: &str) -> Arc<ProcessDriver> {
     let agent = locate_agent().expect("hearth-agent binary: build the workspace or set HEARTH_AGENT");
-    Arc::new(ProcessDriver::new(ProcessConfig::new(agent)).expect("process driver (needs root and cgroups)"))
+    let config = ProcessConfig { tag: tag.into(), ..ProcessConfig::new(agent) };
+    Arc::new(ProcessDriver::new(config).expect("process driver (needs root and cgroups)"))
 }
 
 /// The host's mount table, one entry per line (mount id stripped, so it compares stably).

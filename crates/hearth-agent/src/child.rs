@@ -23,6 +23,10 @@ pub struct ChildPlan<'a> {
     pub stdin: RawFd,
     pub stdout: RawFd,
     pub stderr: RawFd,
+    /// Becomes fd 3: where a prepared interpreter waits for its program.
+    pub go: Option<RawFd>,
+    /// Becomes fd 4: where a prepared interpreter says it is ready.
+    pub ready: Option<RawFd>,
     pub err_pipe: RawFd,
     /// Switch to this uid/gid (inside the sandbox) before exec; `None` when the agent is not
     /// root (a developer running it by hand), where rlimits on processes would count the
@@ -56,6 +60,12 @@ fn setup(plan: &ChildPlan) -> Result<std::convert::Infallible, Failure> {
     dup2(plan.stdin, 0).map_err(fail("dup2 stdin"))?;
     dup2(plan.stdout, 1).map_err(fail("dup2 stdout"))?;
     dup2(plan.stderr, 2).map_err(fail("dup2 stderr"))?;
+    if let Some(go) = plan.go {
+        dup2(go, 3).map_err(fail("dup2 go"))?;
+    }
+    if let Some(ready) = plan.ready {
+        dup2(ready, 4).map_err(fail("dup2 ready"))?;
+    }
     chdir(plan.work).map_err(fail("chdir to the work dir"))?;
     // Raising is always allowed: the program, not the agent, is the OOM killer's choice.
     let _ = std::fs::write("/proc/self/oom_score_adj", "500");

@@ -12,7 +12,8 @@
 //! Layout:
 //! - [`channel`]: frame I/O with the host.
 //! - [`serve`]: the frame loop (Ready, Ping/Pong, Run).
-//! - [`runner`]: one run: files, compile step, program, poll loop, verdict.
+//! - [`runner`]: one run: files, compile step, program (cold, or a prepared interpreter).
+//! - [`exec`]: one process tree: fork/exec, the poll loop, limits, reaping, the verdict.
 //! - [`files`]: writing the request's files safely into the work dir.
 //! - [`child`]: what the forked child does before exec (rlimits, ids, seccomp).
 //! - [`seccomp`]: the syscall filter.
@@ -20,6 +21,7 @@
 
 mod channel;
 mod child;
+mod exec;
 mod files;
 mod jail;
 mod runner;

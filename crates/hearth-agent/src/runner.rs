@@ -1,35 +1,17 @@
-//! One run: write the files, compile if the language needs it, run the program. While a
-//! process runs, one poll loop streams its output (cut at the exact byte of the output
-//! limit), feeds its stdin, takes the host's frames (stdin, kill, ping), enforces the wall
-//! and CPU limits on the whole process tree, and reaps every process. The verdict follows.
+//! One run: write the files, compile if the language needs it, then run the program —
+//! either a fresh exec, or by handing the program to an interpreter prepared ahead of time
+//! ([`prepare`]), which then costs no start-up. [`crate::exec`] runs each process tree.
 
-use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
-use std::time::{Duration, Instant};
 
-use hearth_proto::frame::{AgentFrame, AgentResult, AgentRun, CompileResult, HostFrame, Step, Stream};
+use hearth_proto::frame::{AgentFrame, AgentResult, AgentRun, CompileResult, Prepare};
 use hearth_proto::jail::{RUNNER_ID, WORK_DIR};
-use hearth_proto::Status;
-use nix::errno::Errno;
-use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::sys::signal::{kill, killpg, sigprocmask, SigSet, SigmaskHow, Signal};
-use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::unistd::{fork, pipe2, ForkResult, Pid};
+use hearth_proto::{Limits, Status};
 
-use crate::channel::{log, Channel, INPUT_FD};
-use crate::child::{self, ChildPlan};
-use crate::{files, seccomp};
-
-/// How long output may keep arriving after the program ended and the rest of its tree was
-/// killed, before the pipes are closed regardless.
-const DRAIN: Duration = Duration::from_secs(1);
-/// How often the CPU time of the whole tree is summed while a program runs.
-const CPU_CHECK: Duration = Duration::from_millis(50);
-
-fn is_init() -> bool {
-    nix::unistd::getpid().as_raw() == 1
-}
+use crate::channel::Channel;
+use crate::exec::{is_init, Exec, Outcome, Spawn};
+use crate::files;
 
 fn work_dir() -> String {
     if is_init() {
@@ -39,7 +21,8 @@ fn work_dir() -> String {
     }
 }
 
-fn drop_to() -> Option<u32> {
+/// The uid (inside) programs run as, when the agent can switch to it.
+pub fn drop_to() -> Option<u32> {
     nix::unistd::geteuid().is_root().then_some(RUNNER_ID)
 }
 
@@ -57,23 +40,106 @@ fn blank(status: Status, message: Option<String>) -> AgentResult {
     }
 }
 
+/// An interpreter started ahead of a run, blocked reading its program's argv on fd 3.
+pub struct Prepared {
+    exec: Exec,
+    go: OwnedFd,
+}
+
+/// How long an interpreter may take to start and say it is ready.
+const PREPARE_TIMEOUT_MS: i32 = 10_000;
+
+/// Starts `p`'s interpreter under the most generous limits (a run lowers them) and waits
+/// until its loader says it is ready (a byte on its fd 4).
+pub fn prepare(p: &Prepare) -> Result<Prepared, String> {
+    let work = work_dir();
+    let spawn = Spawn { argv: &p.argv, env: &p.env, work: &work, limits: Limits::MAX, collect: false };
+    let (exec, pipes) = Exec::spawn(&spawn, true)?;
+    let (go, ready) = pipes.expect("prepare pipes were asked for");
+    let mut fds = [libc::pollfd { fd: ready.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+    // SAFETY: one valid pollfd, exclusively borrowed.
+    let n = unsafe { libc::poll(fds.as_mut_ptr(), 1, PREPARE_TIMEOUT_MS) };
+    let mut byte = [0u8; 1];
+    let said_ready = n == 1 && matches!(nix::unistd::read(ready.as_raw_fd(), &mut byte), Ok(1));
+    if !said_ready {
+        exec.discard();
+        return Err(format!("interpreter {:?} did not get ready", p.argv.first()));
+    }
+    Ok(Prepared { exec, go })
+}
+
+impl Prepared {
+    /// Lets the interpreter go: the run's limits, then the argv (NUL-separated) on fd 3.
+    fn launch(mut self, argv: &[String], limits: Limits) -> Result<Exec, String> {
+        self.exec.lower_limits(&limits)?;
+        self.exec.begin(limits);
+        let message = argv.join("\0");
+        let mut rest = message.as_bytes();
+        while !rest.is_empty() {
+            match nix::unistd::write(&self.go, rest) {
+                Ok(n) => rest = &rest[n..],
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => return Err(format!("handing the program to the interpreter: {e}")),
+            }
+        }
+        drop(self.go);
+        Ok(self.exec)
+    }
+
+    /// Kills an interpreter that will not be used.
+    pub fn discard(self) {
+        self.exec.discard();
+    }
+}
+
+fn finish(out: Outcome, compile: Option<CompileResult>) -> AgentResult {
+    AgentResult {
+        status: out.status,
+        exit_code: out.exit_code,
+        signal: out.signal,
+        wall_ms: out.wall_ms,
+        cpu_ms: out.cpu_ms,
+        memory_kb: out.memory_kb,
+        truncated: out.truncated,
+        compile,
+        message: out.message,
+    }
+}
+
 /// Runs `req` to the end and returns the agent's verdict; output was streamed on `chan`.
-pub fn run(req: &AgentRun, chan: &mut Channel) -> AgentResult {
+/// A `prepared` interpreter is used when the request says how (`warm_argv`), else killed.
+pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> AgentResult {
     let work = work_dir();
     let owner = drop_to().map(|id| (id, id));
+    let warm = match (prepared, &req.warm_argv) {
+        (Some(p), Some(argv)) if req.compile.is_none() => Some((p, argv)),
+        (p, _) => {
+            if let Some(p) = p {
+                p.discard();
+            }
+            None
+        }
+    };
     if let Err(m) = files::write_all(Path::new(&work), &req.files, owner) {
+        if let Some((p, _)) = warm {
+            p.discard();
+        }
         return blank(Status::InternalError, Some(m));
     }
     let mut compile = None;
     if let Some(step) = &req.compile {
-        let out = Exec::start(step, &req.env, &work, Vec::new(), false, true).map(|e| e.wait(chan));
-        let out = match out {
-            Ok(out) => out,
+        let spawn = Spawn { argv: &step.argv, env: &req.env, work: &work, limits: step.limits, collect: true };
+        let out = match Exec::spawn(&spawn, false) {
+            Ok((mut exec, _)) => {
+                exec.begin(step.limits);
+                exec.wait(chan, Vec::new(), false)
+            }
             Err(m) => return blank(Status::SandboxError, Some(m)),
         };
         let failed = out.status != Status::Ok;
+        let status = out.status;
         compile = Some(CompileResult {
-            status: out.status,
+            status,
             exit_code: out.exit_code,
             signal: out.signal,
             output: out.collected,
@@ -81,462 +147,29 @@ pub fn run(req: &AgentRun, chan: &mut Channel) -> AgentResult {
             cpu_ms: out.cpu_ms,
         });
         if failed {
-            let cancelled = out.status == Status::Cancelled;
-            let mut r = blank(if cancelled { Status::Cancelled } else { Status::CompileError }, None);
+            let mut r = blank(if status == Status::Cancelled { Status::Cancelled } else { Status::CompileError }, None);
             r.compile = compile;
             return r;
         }
     }
     chan.send(&AgentFrame::Started);
-    let exec = Exec::start(&req.run, &req.env, &work, req.stdin.clone(), req.keep_stdin_open, false);
-    match exec.map(|e| e.wait(chan)) {
-        Ok(out) => AgentResult {
-            status: out.status,
-            exit_code: out.exit_code,
-            signal: out.signal,
-            wall_ms: out.wall_ms,
-            cpu_ms: out.cpu_ms,
-            memory_kb: out.memory_kb,
-            truncated: out.truncated,
-            compile,
-            message: out.message,
-        },
+    let limits = req.run.limits;
+    let exec = match warm {
+        Some((p, argv)) => p.launch(argv, limits),
+        None => {
+            let spawn = Spawn { argv: &req.run.argv, env: &req.env, work: &work, limits, collect: false };
+            Exec::spawn(&spawn, false).map(|(mut exec, _)| {
+                exec.begin(limits);
+                exec
+            })
+        }
+    };
+    match exec {
+        Ok(exec) => finish(exec.wait(chan, req.stdin.clone(), req.keep_stdin_open), compile),
         Err(m) => {
             let mut r = blank(Status::SandboxError, Some(m));
             r.compile = compile;
             r
-        }
-    }
-}
-
-/// What one process tree came to.
-struct Outcome {
-    status: Status,
-    exit_code: Option<i32>,
-    signal: Option<i32>,
-    wall_ms: u64,
-    cpu_ms: u64,
-    memory_kb: u64,
-    truncated: bool,
-    collected: Vec<u8>,
-    message: Option<String>,
-}
-
-/// A running process tree and everything the poll loop tracks about it.
-struct Exec {
-    pid: Pid,
-    step_limits: hearth_proto::Limits,
-    start: Instant,
-    deadline: Instant,
-    sigchld: SignalFd,
-    stdout: Option<OwnedFd>,
-    stderr: Option<OwnedFd>,
-    stdin: Option<OwnedFd>,
-    stdin_buf: Vec<u8>,
-    stdin_pos: usize,
-    stdin_closing: bool,
-    /// `Some` for a compile step: stdout and stderr merged and kept, never streamed.
-    collected: Option<Vec<u8>>,
-    out_total: u64,
-    truncated: bool,
-    /// A verdict the agent itself caused (limits, kill); it wins over the exit status.
-    verdict: Option<Status>,
-    main_status: Option<libc::c_int>,
-    main_end: Option<Instant>,
-    killing: bool,
-    children_left: bool,
-    max_rss_kb: u64,
-    cpu_base_ms: u64,
-    next_cpu_check: Instant,
-    exec_error: Option<String>,
-}
-
-fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), String> {
-    pipe2(OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))
-}
-
-fn set_nonblocking(fd: &OwnedFd) {
-    let _ = fcntl(fd.as_raw_fd(), FcntlArg::F_SETFL(OFlag::O_NONBLOCK));
-}
-
-fn cstrings<'a>(items: impl Iterator<Item = &'a str>) -> Result<Vec<CString>, String> {
-    items.map(|s| CString::new(s).map_err(|_| format!("NUL byte in {s:?}"))).collect()
-}
-
-fn children_cpu_ms() -> u64 {
-    let ru = nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN);
-    ru.map(|ru| {
-        let tv = |t: nix::sys::time::TimeVal| t.tv_sec() as u64 * 1000 + t.tv_usec() as u64 / 1000;
-        tv(ru.user_time()) + tv(ru.system_time())
-    })
-    .unwrap_or(0)
-}
-
-/// CPU time of every live process but the agent, in ms (only meaningful as PID 1, where
-/// every other process of the namespace belongs to the run).
-fn live_cpu_ms() -> u64 {
-    // SAFETY: sysconf has no preconditions.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0;
-    };
-    let mut ticks = 0u64;
-    for entry in dir.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.parse::<u32>().ok()) else {
-            continue;
-        };
-        if pid == 1 {
-            continue;
-        }
-        if let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-            if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
-                let f: Vec<&str> = rest.split_whitespace().collect();
-                ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-                ticks += f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-            }
-        }
-    }
-    ticks * 1000 / tck
-}
-
-impl Exec {
-    /// Forks and execs `step`; returns once the exec succeeded (or failed, with why).
-    fn start(
-        step: &Step,
-        env: &[(String, String)],
-        work: &str,
-        stdin: Vec<u8>,
-        keep_stdin_open: bool,
-        collect: bool,
-    ) -> Result<Exec, String> {
-        if step.argv.is_empty() {
-            return Err("empty command".into());
-        }
-        let argv = cstrings(step.argv.iter().map(String::as_str))?;
-        let env_pairs: Vec<String> = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let env = cstrings(env_pairs.iter().map(String::as_str))?;
-        let filters = seccomp::build().map_err(|e| format!("seccomp filter: {e}"))?;
-        let mut chld = SigSet::empty();
-        chld.add(Signal::SIGCHLD);
-        sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).map_err(|e| e.to_string())?;
-        let sigchld = SignalFd::with_flags(&chld, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
-            .map_err(|e| format!("signalfd: {e}"))?;
-
-        let (in_r, in_w) = cloexec_pipe()?;
-        let (out_r, out_w) = cloexec_pipe()?;
-        let (err_r, err_w) = if collect { (None, None) } else { cloexec_pipe().map(|(r, w)| (Some(r), Some(w)))? };
-        let (fail_r, fail_w) = cloexec_pipe()?;
-        let plan = ChildPlan {
-            argv,
-            env,
-            work,
-            limits: step.limits,
-            stdin: in_r.as_raw_fd(),
-            stdout: out_w.as_raw_fd(),
-            stderr: err_w.as_ref().unwrap_or(&out_w).as_raw_fd(),
-            err_pipe: fail_w.as_raw_fd(),
-            drop_to: drop_to(),
-            filters: &filters,
-        };
-        let cpu_base_ms = children_cpu_ms();
-        let start = Instant::now();
-        // SAFETY: the agent is single-threaded, so the child owns a consistent copy of the
-        // whole process and may allocate before it execs.
-        let pid = match unsafe { fork() }.map_err(|e| format!("fork: {e}"))? {
-            ForkResult::Child => child::exec(&plan),
-            ForkResult::Parent { child } => child,
-        };
-        drop((in_r, out_w, err_w, fail_w));
-
-        let mut message = Vec::new();
-        let mut buf = [0u8; 512];
-        while let Ok(n) = nix::unistd::read(fail_r.as_raw_fd(), &mut buf) {
-            if n == 0 {
-                break;
-            }
-            message.extend_from_slice(&buf[..n]);
-        }
-        for fd in [&in_w, &out_r].into_iter().chain(err_r.as_ref()) {
-            set_nonblocking(fd);
-        }
-        let mut exec = Exec {
-            pid,
-            step_limits: step.limits,
-            start,
-            deadline: start + Duration::from_millis(step.limits.wall_ms),
-            sigchld,
-            stdout: Some(out_r),
-            stderr: err_r,
-            stdin: Some(in_w),
-            stdin_buf: stdin,
-            stdin_pos: 0,
-            stdin_closing: !keep_stdin_open,
-            collected: collect.then(Vec::new),
-            out_total: 0,
-            truncated: false,
-            verdict: None,
-            main_status: None,
-            main_end: None,
-            killing: false,
-            children_left: true,
-            max_rss_kb: 0,
-            cpu_base_ms,
-            next_cpu_check: start + CPU_CHECK,
-            exec_error: None,
-        };
-        if !message.is_empty() {
-            exec.exec_error = Some(String::from_utf8_lossy(&message).into_owned());
-            exec.verdict = Some(Status::SandboxError);
-            exec.kill_all();
-        }
-        Ok(exec)
-    }
-
-    fn kill_all(&mut self) {
-        self.killing = true;
-        if is_init() {
-            // From PID 1, -1 means every other process of this PID namespace (or VM).
-            let _ = kill(Pid::from_raw(-1), Signal::SIGKILL);
-        } else {
-            let _ = killpg(self.pid, Signal::SIGKILL);
-        }
-    }
-
-    fn main_running(&self) -> bool {
-        self.main_status.is_none()
-    }
-
-    /// The poll loop; returns when the whole tree is gone and the pipes are drained.
-    fn wait(mut self, chan: &mut Channel) -> Outcome {
-        loop {
-            self.reap();
-            if !self.main_running() && self.stdout.is_none() && self.stderr.is_none() && !self.children_left {
-                break;
-            }
-            let now = Instant::now();
-            if self.main_running() && now >= self.deadline && self.verdict.is_none() {
-                self.verdict = Some(Status::Timeout);
-                self.kill_all();
-            }
-            if self.main_running() && now >= self.next_cpu_check {
-                self.check_cpu();
-                self.next_cpu_check = now + CPU_CHECK;
-            }
-            if let Some(end) = self.main_end {
-                if now >= end + DRAIN {
-                    // Something still holds the pipes open: stop waiting for it.
-                    self.stdout = None;
-                    self.stderr = None;
-                    self.kill_all();
-                }
-            }
-            if self.killing && self.children_left {
-                self.kill_all();
-            }
-            self.poll_once(chan, now);
-        }
-        self.finish()
-    }
-
-    fn poll_once(&mut self, chan: &mut Channel, now: Instant) {
-        let timeout = if self.main_running() {
-            self.deadline.min(self.next_cpu_check).saturating_duration_since(now)
-        } else {
-            Duration::from_millis(10)
-        };
-        let want_stdin = self.stdin.is_some() && self.stdin_pos < self.stdin_buf.len();
-        let mut fds = Vec::with_capacity(5);
-        let mut push = |fd: i32, events: libc::c_short| {
-            fds.push(libc::pollfd { fd, events, revents: 0 });
-            fds.len() - 1
-        };
-        let host = (!chan.is_eof()).then(|| push(INPUT_FD, libc::POLLIN));
-        let sig = push(self.sigchld.as_fd().as_raw_fd(), libc::POLLIN);
-        let out = self.stdout.as_ref().map(|fd| push(fd.as_raw_fd(), libc::POLLIN));
-        let err = self.stderr.as_ref().map(|fd| push(fd.as_raw_fd(), libc::POLLIN));
-        let inp = if want_stdin { self.stdin.as_ref().map(|fd| push(fd.as_raw_fd(), libc::POLLOUT)) } else { None };
-        let ms = timeout.as_millis().clamp(1, 1000) as libc::c_int;
-        // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs.
-        let n = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if n <= 0 {
-            return;
-        }
-        let ready = |i: Option<usize>| i.is_some_and(|i| fds[i].revents != 0);
-        if ready(Some(sig)) {
-            while self.sigchld.read_signal().ok().flatten().is_some() {}
-        }
-        if ready(out) {
-            self.read_output(Stream::Stdout, chan);
-        }
-        if ready(err) {
-            self.read_output(Stream::Stderr, chan);
-        }
-        if ready(inp) {
-            self.feed_stdin();
-        }
-        if ready(host) {
-            self.take_host_frames(chan);
-        }
-    }
-
-    fn read_output(&mut self, stream: Stream, chan: &mut Channel) {
-        let slot = match stream {
-            Stream::Stdout => &mut self.stdout,
-            Stream::Stderr => &mut self.stderr,
-        };
-        let Some(fd) = slot.as_ref() else { return };
-        let mut buf = vec![0u8; 64 << 10];
-        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
-            Ok(0) => *slot = None,
-            Ok(n) => self.deliver(stream, &buf[..n], chan),
-            Err(Errno::EAGAIN | Errno::EINTR) => {}
-            Err(_) => *slot = None,
-        }
-    }
-
-    /// Passes output on, counting bytes against the output limit and cutting at its byte.
-    fn deliver(&mut self, stream: Stream, data: &[u8], chan: &mut Channel) {
-        let room = self.step_limits.output_bytes.saturating_sub(self.out_total);
-        let take = (data.len() as u64).min(room) as usize;
-        if take > 0 {
-            match &mut self.collected {
-                Some(buf) => buf.extend_from_slice(&data[..take]),
-                None => chan.send(&AgentFrame::Output { stream, data: data[..take].to_vec() }),
-            }
-            self.out_total += take as u64;
-        }
-        if take < data.len() {
-            self.truncated = true;
-            if self.collected.is_none() && self.verdict.is_none() {
-                self.verdict = Some(Status::OutputLimit);
-                self.kill_all();
-            }
-        }
-    }
-
-    fn feed_stdin(&mut self) {
-        let Some(fd) = self.stdin.as_ref() else {
-            return;
-        };
-        while self.stdin_pos < self.stdin_buf.len() {
-            let end = self.stdin_buf.len().min(self.stdin_pos + (64 << 10));
-            match nix::unistd::write(fd, &self.stdin_buf[self.stdin_pos..end]) {
-                Ok(n) => self.stdin_pos += n,
-                Err(Errno::EAGAIN) => return,
-                Err(Errno::EINTR) => {}
-                Err(_) => {
-                    // The program closed its stdin: the rest has nowhere to go.
-                    self.stdin = None;
-                    return;
-                }
-            }
-        }
-        self.stdin_buf.clear();
-        self.stdin_pos = 0;
-        if self.stdin_closing {
-            self.stdin = None;
-        }
-    }
-
-    fn take_host_frames(&mut self, chan: &mut Channel) {
-        if chan.fill().is_err() || chan.is_eof() {
-            // The host is gone; so is every reason to go on.
-            self.kill_all();
-            std::process::exit(0);
-        }
-        loop {
-            match chan.next() {
-                Ok(Some(HostFrame::Kill)) => {
-                    self.verdict.get_or_insert(Status::Cancelled);
-                    self.kill_all();
-                }
-                Ok(Some(HostFrame::Stdin(data))) => {
-                    if self.stdin.is_some() {
-                        self.stdin_buf.extend_from_slice(&data);
-                        self.feed_stdin();
-                    }
-                }
-                Ok(Some(HostFrame::CloseStdin)) => {
-                    self.stdin_closing = true;
-                    self.feed_stdin();
-                }
-                Ok(Some(HostFrame::Ping)) => chan.send(&AgentFrame::Pong),
-                Ok(Some(HostFrame::Run(_))) => log("ignoring a run frame during a run"),
-                Ok(None) => return,
-                Err(e) => {
-                    log(&format!("bad frame from host: {e}"));
-                    self.kill_all();
-                    std::process::exit(1);
-                }
-            }
-        }
-    }
-
-    fn check_cpu(&mut self) {
-        if !is_init() {
-            return; // RLIMIT_CPU alone, per process, outside a sandbox of our own
-        }
-        let used = children_cpu_ms().saturating_sub(self.cpu_base_ms) + live_cpu_ms();
-        if used >= self.step_limits.cpu_ms && self.verdict.is_none() {
-            self.verdict = Some(Status::CpuLimit);
-            self.kill_all();
-        }
-    }
-
-    /// Reaps every exited child without blocking; notes the main process's status.
-    fn reap(&mut self) {
-        loop {
-            let mut status: libc::c_int = 0;
-            // SAFETY: an all-zero rusage is a valid value for the kernel to overwrite.
-            let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-            // SAFETY: wait4 writes only into the two locals passed by pointer.
-            let pid = unsafe { libc::wait4(-1, &mut status, libc::WNOHANG, &mut ru) };
-            if pid > 0 {
-                self.max_rss_kb = self.max_rss_kb.max(ru.ru_maxrss.max(0) as u64);
-                if pid == self.pid.as_raw() {
-                    self.main_status = Some(status);
-                    self.main_end = Some(Instant::now());
-                    // Whatever the program left behind (daemons, stragglers) dies with it.
-                    self.kill_all();
-                }
-                continue;
-            }
-            if pid < 0 {
-                self.children_left = false;
-            }
-            return;
-        }
-    }
-
-    fn finish(self) -> Outcome {
-        let end = self.main_end.unwrap_or_else(Instant::now);
-        let cpu_ms = children_cpu_ms().saturating_sub(self.cpu_base_ms);
-        let status = self.main_status.unwrap_or(0);
-        let (exit_code, signal) = if libc::WIFEXITED(status) {
-            (Some(libc::WEXITSTATUS(status)), None)
-        } else if libc::WIFSIGNALED(status) {
-            (None, Some(libc::WTERMSIG(status)))
-        } else {
-            (None, None)
-        };
-        let verdict = self.verdict.unwrap_or(match (exit_code, signal) {
-            (Some(0), _) => Status::Ok,
-            (Some(_), _) => Status::RuntimeError,
-            (_, Some(libc::SIGXCPU)) => Status::CpuLimit,
-            (_, Some(libc::SIGKILL)) if cpu_ms >= self.step_limits.cpu_ms => Status::CpuLimit,
-            _ => Status::Signaled,
-        });
-        Outcome {
-            status: verdict,
-            exit_code,
-            signal,
-            wall_ms: end.duration_since(self.start).as_millis() as u64,
-            cpu_ms,
-            memory_kb: self.max_rss_kb,
-            truncated: self.truncated,
-            collected: self.collected.unwrap_or_default(),
-            message: self.exec_error,
         }
     }
 }

@@ -18,11 +18,24 @@ pub fn serve() -> ! {
     }
     let mut chan = Channel::new();
     chan.send(&AgentFrame::Ready(Ready { protocol: VERSION, agent_version: env!("CARGO_PKG_VERSION").to_string() }));
+    let mut prepared = None;
     loop {
         match chan.recv() {
             Ok(Some(HostFrame::Ping)) => chan.send(&AgentFrame::Pong),
+            Ok(Some(HostFrame::Prepare(p))) => {
+                if let Some(old) = prepared.take() {
+                    runner::Prepared::discard(old);
+                }
+                match runner::prepare(&p) {
+                    Ok(ready) => {
+                        prepared = Some(ready);
+                        chan.send(&AgentFrame::Prepared);
+                    }
+                    Err(message) => chan.send(&AgentFrame::Error { message }),
+                }
+            }
             Ok(Some(HostFrame::Run(run))) => {
-                let result = runner::run(&run, &mut chan);
+                let result = runner::run(&run, &mut chan, prepared.take());
                 chan.send(&AgentFrame::Result(Box::new(result)));
             }
             // Stdin, CloseStdin and Kill only mean something during a run.

@@ -78,6 +78,20 @@ pub struct AgentRun {
     /// Keep the program's stdin open after `stdin` for `Stdin` frames (interactive runs).
     #[serde(default)]
     pub keep_stdin_open: bool,
+    /// The program's argv as the language's prestarted loader takes it, when the language
+    /// has one. Used only if the sandbox was prepared (see [`Prepare`]); otherwise the agent
+    /// execs `run.argv` as usual, so a job is valid for any sandbox.
+    #[serde(default)]
+    pub warm_argv: Option<Vec<String>>,
+}
+
+/// Start a language's interpreter now, in the work dir, with its stdio on fresh pipes,
+/// blocked until a run hands it the program (the argv arrives on its fd 3, NUL-separated,
+/// closed after). The run then costs no interpreter start-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prepare {
+    pub argv: Vec<String>,
+    pub env: Vec<(String, String)>,
 }
 
 /// Outcome of a compile step.
@@ -125,6 +139,7 @@ pub enum HostFrame {
     CloseStdin,
     Kill,
     Ping,
+    Prepare(Box<Prepare>),
 }
 
 /// Agent to host.
@@ -142,6 +157,8 @@ pub enum AgentFrame {
     Error {
         message: String,
     },
+    /// The interpreter asked for by `Prepare` is started and waiting.
+    Prepared,
 }
 
 /// A frame type of one direction.
@@ -182,6 +199,10 @@ impl Frame for HostFrame {
             HostFrame::CloseStdin => 3,
             HostFrame::Kill => 4,
             HostFrame::Ping => 5,
+            HostFrame::Prepare(p) => {
+                json(p, out);
+                6
+            }
         }
     }
 
@@ -192,6 +213,7 @@ impl Frame for HostFrame {
             3 => empty(kind, payload).map(|_| HostFrame::CloseStdin)?,
             4 => empty(kind, payload).map(|_| HostFrame::Kill)?,
             5 => empty(kind, payload).map(|_| HostFrame::Ping)?,
+            6 => HostFrame::Prepare(Box::new(from_json(kind, payload)?)),
             other => return Err(FrameError::Kind(other)),
         })
     }
@@ -222,6 +244,7 @@ impl Frame for AgentFrame {
                 json(message, out);
                 21
             }
+            AgentFrame::Prepared => 22,
         }
     }
 
@@ -242,6 +265,7 @@ impl Frame for AgentFrame {
             19 => AgentFrame::Result(Box::new(from_json(kind, payload)?)),
             20 => empty(kind, payload).map(|_| AgentFrame::Pong)?,
             21 => AgentFrame::Error { message: from_json(kind, payload)? },
+            22 => empty(kind, payload).map(|_| AgentFrame::Prepared)?,
             other => return Err(FrameError::Kind(other)),
         })
     }
@@ -344,8 +368,11 @@ mod tests {
             env: vec![("PATH".into(), "/usr/bin".into())],
             stdin: vec![0, 1, 2],
             keep_stdin_open: false,
+            warm_argv: Some(vec!["main.py".into()]),
         };
         roundtrip(HostFrame::Run(Box::new(run)));
+        roundtrip(HostFrame::Prepare(Box::new(Prepare { argv: vec!["/usr/bin/python3".into()], env: Vec::new() })));
+        roundtrip(AgentFrame::Prepared);
         roundtrip(HostFrame::Stdin(b"abc".to_vec()));
         roundtrip(HostFrame::Stdin(Vec::new()));
         roundtrip(HostFrame::CloseStdin);

@@ -2,6 +2,7 @@
 //! - create: `driver.create()` until the agent says Ready (what refilling the pool costs);
 //! - run: a program on an already-warm sandbox, from `run()` to the verdict (what a user
 //!   waits for when the pool has a sandbox ready);
+//! - prepared: the same, on a sandbox whose interpreter was started ahead of the code;
 //! - bare: the same program started directly on the host, `/usr/bin/python3 -c 'print(1)'`.
 //!
 //! `cargo run --release -p hearth-sandbox --example sandbox_timing [N]` (needs root).
@@ -54,20 +55,31 @@ async fn main() -> anyhow::Result<()> {
 
     for (lang, code, bare_argv) in [
         ("python", "print(1)", vec!["/usr/bin/python3", "-c", "print(1)"]),
+        ("javascript", "console.log(1)", vec!["/usr/bin/node", "-e", "console.log(1)"]),
         ("bash", "echo 1", vec!["/bin/bash", "-c", "echo 1"]),
     ] {
         let l = langs.get(lang).expect("language present");
         let job = l.job_for_code(code.as_bytes(), Vec::new(), Limits::DEFAULT);
-        let mut runs = Vec::new();
-        for _ in 0..n {
-            let mut sb = driver.create().await?;
-            let t = Instant::now();
-            let out = sb.run(&job, None, None).await?;
-            runs.push(t.elapsed());
-            assert_eq!(out.stdout, b"1\n");
-            sb.destroy().await?;
+        let prepare = l.prepare();
+        for prepared in [false, true] {
+            if prepared && prepare.is_none() {
+                continue;
+            }
+            let mut runs = Vec::new();
+            for _ in 0..n {
+                let mut sb = driver.create().await?;
+                if let (true, Some(p)) = (prepared, &prepare) {
+                    sb.prepare(p, Duration::from_secs(10)).await?;
+                }
+                let t = Instant::now();
+                let out = sb.run(&job, None, None).await?;
+                runs.push(t.elapsed());
+                assert_eq!(out.stdout, b"1\n");
+                sb.destroy().await?;
+            }
+            let how = if prepared { "a prepared" } else { "a warm" };
+            stats(&format!("{lang} `{code}` in {how} sandbox"), runs);
         }
-        stats(&format!("{lang} `{code}` in a warm sandbox"), runs);
         stats(&format!("bare `{}`", bare_argv.join(" ")), bare(&bare_argv, n));
     }
     Ok(())

@@ -6,13 +6,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hearth_proto::frame::{AgentRun, FileSpec, Step};
+use hearth_proto::frame::{AgentRun, FileSpec, Prepare, Step};
 use hearth_proto::Limits;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// The embedded data file.
 pub const DEFAULT_LANGUAGES: &str = include_str!("../languages.toml");
+
+/// Prestart loaders, by the name `languages.toml` gives them.
+const LOADERS: &[(&str, &str)] =
+    &[("python.py", include_str!("../loaders/python.py")), ("node.js", include_str!("../loaders/node.js"))];
 
 /// Where runtimes are looked for, in order.
 pub const SEARCH_DIRS: &[&str] = &["/usr/local/bin", "/usr/bin", "/bin"];
@@ -52,6 +56,8 @@ struct Def {
     file: String,
     compile: Option<Vec<String>>,
     run: Vec<String>,
+    prestart: Option<Vec<String>>,
+    loader: Option<String>,
     version: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
@@ -71,6 +77,9 @@ pub struct Language {
     compile: Option<Vec<String>>,
     #[serde(skip)]
     run: Vec<String>,
+    /// The interpreter started ahead of the code, waiting for it (see `loaders/`).
+    #[serde(skip)]
+    prestart: Option<Vec<String>>,
     #[serde(skip)]
     env: Vec<(String, String)>,
 }
@@ -163,6 +172,16 @@ impl Languages {
                 tracing::debug!(language = %def.id, "runtime not found; not offered");
                 continue;
             };
+            let prestart = match (&def.prestart, &def.loader) {
+                (Some(argv), Some(name)) => {
+                    let text = LOADERS.iter().find(|(n, _)| n == name).map(|(_, t)| *t).ok_or_else(|| {
+                        LanguageError::Invalid { id: def.id.clone(), why: format!("unknown loader {name:?}") }
+                    })?;
+                    resolve_argv(argv, dirs).map(|a| a.iter().map(|w| w.replace("{loader}", text)).collect())
+                }
+                (None, None) => None,
+                _ => return Err(LanguageError::Invalid { id: def.id, why: "prestart and loader go together".into() }),
+            };
             let mut env: Vec<(String, String)> = BASE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             env.extend(def.env);
             list.push(Language {
@@ -174,6 +193,7 @@ impl Languages {
                 file: def.file,
                 compile,
                 run,
+                prestart,
                 env,
             });
         }
@@ -201,7 +221,8 @@ impl Language {
         let entry = input.files.first().map(|f| f.path.clone()).unwrap_or_else(|| self.file.clone());
         let compile = self.compile.as_ref().map(|c| Step { argv: fill(c, &entry), limits: Limits::COMPILE });
         let mut argv = fill(&self.run, &entry);
-        argv.extend(input.args);
+        argv.extend(input.args.iter().cloned());
+        let warm_argv = self.prestart.as_ref().map(|_| std::iter::once(entry.clone()).chain(input.args).collect());
         AgentRun {
             files: input.files,
             compile,
@@ -209,7 +230,14 @@ impl Language {
             env: self.env.clone(),
             stdin: input.stdin,
             keep_stdin_open: input.keep_stdin_open,
+            warm_argv,
         }
+    }
+
+    /// What to send a sandbox so it holds this language's interpreter started and waiting
+    /// (`None` for languages without a prestart loader).
+    pub fn prepare(&self) -> Option<Prepare> {
+        Some(Prepare { argv: self.prestart.clone()?, env: self.env.clone() })
     }
 
     /// A job for single-file `code` stored under the language's entry file name.

@@ -27,6 +27,6 @@ pub mod sandbox;
 pub use driver::Driver;
 pub use error::{PoolError, SandboxError};
 pub use languages::{JobInput, Language, Languages};
-pub use pool::{Pool, PoolConfig, PoolStatus};
+pub use pool::{Pool, PoolConfig, PoolStatus, WarmSet};
 pub use process::{locate_agent, ProcessConfig, ProcessDriver};
 pub use sandbox::{Control, RunEvent, RunOutcome, Sandbox};

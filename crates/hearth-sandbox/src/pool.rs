@@ -4,8 +4,9 @@
 //! interval, replacing any that died or stopped answering. Sandboxes are single-use: the
 //! caller destroys what it acquired.
 //!
-//! A later per-language warm set (an interpreter already started, waiting for its code)
-//! fits here as a key on `Acquire` and one ready queue per key.
+//! Besides the plain warm set, the pool can keep per-language sets ([`WarmSet`]): sandboxes
+//! whose interpreter is already started and waiting for its code. [`Pool::acquire_for`]
+//! takes one of those when there is one, else a plain sandbox; the run works either way.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,9 +16,20 @@ use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::{interval_at, sleep_until, MissedTickBehavior};
 
+use hearth_proto::frame::Prepare;
+
 use crate::driver::Driver;
 use crate::error::{PoolError, SandboxError};
 use crate::sandbox::Sandbox;
+
+/// Sandboxes kept prepared for one language.
+#[derive(Debug, Clone)]
+pub struct WarmSet {
+    /// The language id runs ask for.
+    pub key: String,
+    pub prepare: Prepare,
+    pub warm: usize,
+}
 
 /// How the pool behaves.
 #[derive(Debug, Clone)]
@@ -32,6 +44,8 @@ pub struct PoolConfig {
     pub max_creating: usize,
     /// Consecutive creation failures after which waiting acquirers are failed.
     pub fail_after: u32,
+    /// Per-language sets of prepared sandboxes, on top of the `warm` plain ones.
+    pub sets: Vec<WarmSet>,
 }
 
 impl Default for PoolConfig {
@@ -42,6 +56,7 @@ impl Default for PoolConfig {
             ping_timeout: Duration::from_secs(1),
             max_creating: 2,
             fail_after: 3,
+            sets: Vec::new(),
         }
     }
 }
@@ -50,6 +65,8 @@ impl Default for PoolConfig {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct PoolStatus {
     pub ready: usize,
+    /// Of `ready`, those holding a prepared interpreter.
+    pub prepared: usize,
     pub creating: usize,
     pub waiting: usize,
     pub created: u64,
@@ -59,11 +76,16 @@ pub struct PoolStatus {
     pub last_error: Option<String>,
 }
 
+type Reply = oneshot::Sender<Result<Sandbox, PoolError>>;
+
+/// Which queue a sandbox belongs to: `None` plain, `Some(i)` the i-th warm set.
+type Slot = Option<usize>;
+
 enum Cmd {
-    Acquire(oneshot::Sender<Result<Sandbox, PoolError>>),
+    Acquire(Option<String>, Reply),
     Status(oneshot::Sender<PoolStatus>),
-    Created(Result<Sandbox, SandboxError>),
-    Checked { healthy: Vec<Sandbox>, failed: u64 },
+    Created(Slot, Result<Sandbox, SandboxError>),
+    Checked { healthy: Vec<(Slot, Sandbox)>, failed: u64 },
     Shutdown(oneshot::Sender<()>),
 }
 
@@ -77,14 +99,15 @@ impl Pool {
     /// Starts the actor; it begins filling at once.
     pub fn start(driver: Arc<dyn Driver>, config: PoolConfig) -> Pool {
         let (tx, rx) = mpsc::channel(256);
+        let sets = config.sets.iter().map(|_| Queue::default()).collect();
         let actor = Actor {
             driver,
             config,
             me: tx.downgrade(),
-            ready: VecDeque::new(),
+            plain: Queue::default(),
+            sets,
             waiters: VecDeque::new(),
-            creating: 0,
-            checking: 0,
+            checking: false,
             failures_in_row: 0,
             retry_at: None,
             status: PoolStatus::default(),
@@ -95,8 +118,17 @@ impl Pool {
 
     /// A ready sandbox, now or as soon as one is.
     pub async fn acquire(&self) -> Result<Sandbox, PoolError> {
+        self.acquire_key(None).await
+    }
+
+    /// A sandbox prepared for `lang` when the pool holds one, else a plain one.
+    pub async fn acquire_for(&self, lang: &str) -> Result<Sandbox, PoolError> {
+        self.acquire_key(Some(lang.to_string())).await
+    }
+
+    async fn acquire_key(&self, key: Option<String>) -> Result<Sandbox, PoolError> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(Cmd::Acquire(reply)).await.map_err(|_| PoolError::Closed)?;
+        self.tx.send(Cmd::Acquire(key, reply)).await.map_err(|_| PoolError::Closed)?;
         rx.await.map_err(|_| PoolError::Closed)?
     }
 
@@ -115,15 +147,26 @@ impl Pool {
     }
 }
 
+/// Ready sandboxes of one kind, and how many of that kind are being made.
+#[derive(Default)]
+struct Queue {
+    ready: VecDeque<Sandbox>,
+    creating: usize,
+    /// Out for a health check (they count as ready for refilling).
+    checking: usize,
+}
+
 struct Actor {
     driver: Arc<dyn Driver>,
     config: PoolConfig,
     me: mpsc::WeakSender<Cmd>,
-    ready: VecDeque<Sandbox>,
-    waiters: VecDeque<oneshot::Sender<Result<Sandbox, PoolError>>>,
-    creating: usize,
-    /// Sandboxes out for a health check (they count as ready for refilling).
-    checking: usize,
+    plain: Queue,
+    /// One queue per `config.sets` entry, same order.
+    sets: Vec<Queue>,
+    /// Who waits, and for which warm set (if the language has one).
+    waiters: VecDeque<(Slot, Reply)>,
+    /// A health check is under way.
+    checking: bool,
     failures_in_row: u32,
     /// No creation before this instant (back-off after failures).
     retry_at: Option<Instant>,
@@ -171,34 +214,50 @@ impl Actor {
         }
     }
 
+    fn queue(&mut self, slot: Slot) -> &mut Queue {
+        match slot {
+            Some(i) => &mut self.sets[i],
+            None => &mut self.plain,
+        }
+    }
+
+    fn queues(&self) -> impl Iterator<Item = &Queue> {
+        std::iter::once(&self.plain).chain(&self.sets)
+    }
+
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Acquire(reply) => {
-                self.waiters.push_back(reply);
-                self.serve_waiters();
+            Cmd::Acquire(key, reply) => {
+                let slot = key.and_then(|k| self.config.sets.iter().position(|s| s.key == k));
+                self.waiters.push_back((slot, reply));
             }
             Cmd::Status(reply) => {
                 let mut s = self.status.clone();
-                s.ready = self.ready.len() + self.checking;
-                s.creating = self.creating;
+                s.prepared = self.sets.iter().map(|q| q.ready.len()).sum();
+                s.ready = self.queues().map(|q| q.ready.len() + q.checking).sum();
+                s.creating = self.queues().map(|q| q.creating).sum();
                 s.waiting = self.waiters.len();
                 let _ = reply.send(s);
             }
-            Cmd::Created(result) => {
-                self.creating -= 1;
+            Cmd::Created(slot, result) => {
+                self.queue(slot).creating -= 1;
                 match result {
                     Ok(sb) => {
                         self.status.created += 1;
                         self.failures_in_row = 0;
-                        self.ready.push_back(sb);
+                        self.queue(slot).ready.push_back(sb);
                     }
                     Err(e) => self.creation_failed(e),
                 }
             }
             Cmd::Checked { healthy, failed } => {
-                self.checking = 0;
+                self.checking = false;
+                self.plain.checking = 0;
+                self.sets.iter_mut().for_each(|q| q.checking = 0);
                 self.status.replaced += failed;
-                self.ready.extend(healthy);
+                for (slot, sb) in healthy {
+                    self.queue(slot).ready.push_back(sb);
+                }
             }
             Cmd::Shutdown(_) => unreachable!("handled in run"),
         }
@@ -214,31 +273,33 @@ impl Actor {
         let backoff = Duration::from_millis(100 << self.failures_in_row.min(6)).min(Duration::from_secs(5));
         self.retry_at = Some(Instant::now() + backoff);
         if self.failures_in_row >= self.config.fail_after {
-            for w in self.waiters.drain(..) {
+            for (_, w) in self.waiters.drain(..) {
                 let _ = w.send(Err(PoolError::Create(e.to_string())));
             }
         }
     }
 
-    /// Hands ready, living sandboxes to waiters in arrival order.
+    /// Hands ready, living sandboxes to waiters in arrival order: a prepared one for the
+    /// waiter's language if there is one, else a plain one.
     fn serve_waiters(&mut self) {
-        while let Some(waiter) = self.waiters.pop_front() {
+        while let Some((slot, waiter)) = self.waiters.pop_front() {
             if waiter.is_closed() {
                 continue;
             }
-            let Some(sb) = self.next_alive() else {
-                self.waiters.push_front(waiter);
+            let found = slot.and_then(|i| self.next_alive(Some(i)).map(|sb| (Some(i), sb)));
+            let Some((from, sb)) = found.or_else(|| self.next_alive(None).map(|sb| (None, sb))) else {
+                self.waiters.push_front((slot, waiter));
                 return;
             };
             if let Err(Ok(sb)) = waiter.send(Ok(sb)) {
                 // The acquirer gave up just now: the sandbox is still fresh.
-                self.ready.push_front(sb);
+                self.queue(from).ready.push_front(sb);
             }
         }
     }
 
-    fn next_alive(&mut self) -> Option<Sandbox> {
-        while let Some(mut sb) = self.ready.pop_front() {
+    fn next_alive(&mut self, slot: Slot) -> Option<Sandbox> {
+        while let Some(mut sb) = self.queue(slot).ready.pop_front() {
             if sb.alive() {
                 return Some(sb);
             }
@@ -252,32 +313,65 @@ impl Actor {
         if self.retry_at.is_some() {
             return;
         }
-        let want = self.config.warm + self.waiters.len();
-        while self.ready.len() + self.checking + self.creating < want && self.creating < self.config.max_creating {
-            self.creating += 1;
-            let driver = self.driver.clone();
-            let me = self.me.clone();
-            tokio::spawn(async move {
-                let result = driver.create().await;
-                report(&me, Cmd::Created(result)).await;
-            });
+        // Waiters can always be served by a plain sandbox: count them there.
+        let wants: Vec<(Slot, usize)> = std::iter::once((None, self.config.warm + self.waiters.len()))
+            .chain(self.config.sets.iter().enumerate().map(|(i, s)| (Some(i), s.warm)))
+            .collect();
+        let max_creating = self.config.max_creating;
+        for (slot, want) in wants {
+            loop {
+                let creating_now: usize = self.queues().map(|q| q.creating).sum();
+                let q = self.queue(slot);
+                if q.ready.len() + q.creating + q.checking >= want || creating_now >= max_creating {
+                    break;
+                }
+                q.creating += 1;
+                self.spawn_create(slot);
+            }
         }
     }
 
+    fn spawn_create(&self, slot: Slot) {
+        let driver = self.driver.clone();
+        let me = self.me.clone();
+        let prepare = slot.map(|i| self.config.sets[i].prepare.clone());
+        let within = self.config.ping_timeout.max(Duration::from_secs(5));
+        tokio::spawn(async move {
+            let mut result = driver.create().await;
+            if let (Ok(sb), Some(p)) = (&mut result, &prepare) {
+                if let Err(e) = sb.prepare(p, within).await {
+                    if let Ok(sb) = result {
+                        destroy_later(sb);
+                    }
+                    result = Err(e);
+                }
+            }
+            report(&me, Cmd::Created(slot, result)).await;
+        });
+    }
+
     fn check_health(&mut self) {
-        if self.checking > 0 || self.ready.is_empty() {
+        if self.checking {
             return;
         }
-        let idle: Vec<Sandbox> = self.ready.drain(..).collect();
-        self.checking = idle.len();
+        let mut idle: Vec<(Slot, Sandbox)> = Vec::new();
+        for slot in std::iter::once(None).chain((0..self.sets.len()).map(Some)) {
+            let q = self.queue(slot);
+            q.checking = q.ready.len();
+            idle.extend(q.ready.drain(..).map(|sb| (slot, sb)));
+        }
+        if idle.is_empty() {
+            return;
+        }
+        self.checking = true;
         let me = self.me.clone();
         let within = self.config.ping_timeout;
         tokio::spawn(async move {
             let mut healthy = Vec::with_capacity(idle.len());
             let mut failed = 0;
-            for mut sb in idle {
+            for (slot, mut sb) in idle {
                 match sb.ping(within).await {
-                    Ok(()) => healthy.push(sb),
+                    Ok(()) => healthy.push((slot, sb)),
                     Err(e) => {
                         tracing::warn!(sandbox = %sb.id(), error = %e, "idle sandbox failed its health check");
                         failed += 1;
@@ -292,21 +386,24 @@ impl Actor {
     /// Fails waiters, destroys idle sandboxes, and waits for sandboxes still being created
     /// or checked so that none outlives the pool.
     async fn shutdown(&mut self, rx: &mut mpsc::Receiver<Cmd>) {
-        for w in self.waiters.drain(..) {
+        for (_, w) in self.waiters.drain(..) {
             let _ = w.send(Err(PoolError::Closed));
         }
-        let mut doomed: Vec<Sandbox> = self.ready.drain(..).collect();
-        while self.creating + self.checking > 0 {
+        let mut doomed: Vec<Sandbox> = self.plain.ready.drain(..).collect();
+        for q in &mut self.sets {
+            doomed.extend(q.ready.drain(..));
+        }
+        while self.queues().map(|q| q.creating).sum::<usize>() > 0 || self.checking {
             match rx.recv().await {
-                Some(Cmd::Created(r)) => {
-                    self.creating -= 1;
+                Some(Cmd::Created(slot, r)) => {
+                    self.queue(slot).creating -= 1;
                     doomed.extend(r.ok());
                 }
                 Some(Cmd::Checked { healthy, .. }) => {
-                    self.checking = 0;
-                    doomed.extend(healthy);
+                    self.checking = false;
+                    doomed.extend(healthy.into_iter().map(|(_, sb)| sb));
                 }
-                Some(Cmd::Acquire(w)) => {
+                Some(Cmd::Acquire(_, w)) => {
                     let _ = w.send(Err(PoolError::Closed));
                 }
                 Some(Cmd::Status(reply)) => {
@@ -334,8 +431,8 @@ async fn report(me: &mpsc::WeakSender<Cmd>, cmd: Cmd) {
         None => cmd,
     };
     let leftovers = match cmd {
-        Cmd::Created(Ok(sb)) => vec![sb],
-        Cmd::Checked { healthy, .. } => healthy,
+        Cmd::Created(_, Ok(sb)) => vec![sb],
+        Cmd::Checked { healthy, .. } => healthy.into_iter().map(|(_, sb)| sb).collect(),
         _ => Vec::new(),
     };
     for sb in leftovers {

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::time::{Duration, Instant};
 
-use hearth_proto::frame::{AgentFrame, AgentResult, AgentRun, HostFrame, Ready, Stream};
+use hearth_proto::frame::{AgentFrame, AgentResult, AgentRun, HostFrame, Prepare, Ready, Stream};
 use hearth_proto::{Limits, Status};
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout};
@@ -111,6 +111,21 @@ impl Sandbox {
         }
     }
 
+    /// Starts an interpreter in the sandbox that waits for its program (see
+    /// [`crate::Language::prepare`]); a later run with `warm_argv` skips its start-up.
+    pub async fn prepare(&mut self, p: &Prepare, within: Duration) -> Result<(), SandboxError> {
+        self.conn.send(&HostFrame::Prepare(Box::new(p.clone()))).await?;
+        let id = self.id.clone();
+        match timeout(within, self.conn.recv()).await {
+            Err(_) => Err(SandboxError::NotReady { id, waited: within }),
+            Ok(Ok(Some(AgentFrame::Prepared))) => Ok(()),
+            Ok(Ok(Some(AgentFrame::Error { message }))) => Err(SandboxError::Agent { id, message }),
+            Ok(Ok(Some(other))) => Err(SandboxError::Unexpected { id, what: format!("{other:?}") }),
+            Ok(Ok(None)) => Err(SandboxError::Closed { id, during: " while preparing" }),
+            Ok(Err(e)) => Err(e),
+        }
+    }
+
     /// Cheap liveness check (no round trip).
     pub fn alive(&mut self) -> bool {
         self.backend.alive()
@@ -161,7 +176,7 @@ impl Sandbox {
                         let result = self.judge(*result);
                         return Ok(RunOutcome { result, stdout, stderr });
                     }
-                    Some(AgentFrame::Pong) => {}
+                    Some(AgentFrame::Pong | AgentFrame::Prepared) => {}
                     Some(AgentFrame::Error { message }) => {
                         return Err(SandboxError::Agent { id: self.id.clone(), message });
                     }

@@ -9,7 +9,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use hearth_proto::Limits;
-use hearth_sandbox::{Languages, Pool, PoolConfig};
+use hearth_sandbox::{Languages, Pool, PoolConfig, WarmSet};
 use tokio::time::timeout;
 
 #[test]
@@ -23,9 +23,39 @@ fn the_cases_copy_matches_shared() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_single_run_case_gets_its_verdict() {
-    let driver = support::driver();
-    let pool = Pool::start(driver.clone(), PoolConfig { warm: 2, ..PoolConfig::default() });
+    run_cases(false).await;
+}
+
+/// The same cases, with python and javascript handed to interpreters started ahead of
+/// their code: the verdicts must not change.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_single_run_case_gets_its_verdict_in_prepared_sandboxes() {
+    run_cases(true).await;
+}
+
+async fn run_cases(prepared: bool) {
     let langs = Languages::detect().unwrap();
+    let driver = support::tagged_driver(if prepared { "p" } else { "c" });
+    let sets = if prepared {
+        ["python", "javascript"]
+            .iter()
+            .map(|id| WarmSet { key: id.to_string(), prepare: langs.get(id).unwrap().prepare().unwrap(), warm: 1 })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let pool = Pool::start(driver.clone(), PoolConfig { warm: 2, sets, ..PoolConfig::default() });
+    if prepared {
+        // Both prepared sandboxes must really be there: a failed prepare would silently fall
+        // back to plain sandboxes and prove nothing.
+        timeout(Duration::from_secs(20), async {
+            while pool.status().await.unwrap().prepared < 2 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await
+        .expect("prepared sandboxes ready");
+    }
     let mut failures = Vec::new();
     let mut ran = 0;
     for case in cases::load().into_iter().filter(cases::Case::is_single_run) {
@@ -36,7 +66,10 @@ async fn every_single_run_case_gets_its_verdict() {
             let job = language.job_for_code(code.as_bytes(), case.stdin_bytes(), limits);
             let mounts = support::host_mounts();
             let start = Instant::now();
-            let mut sb = timeout(Duration::from_secs(30), pool.acquire()).await.expect("acquire in time").unwrap();
+            let mut sb = timeout(Duration::from_secs(30), pool.acquire_for(language.id.as_str()))
+                .await
+                .expect("acquire in time")
+                .unwrap();
             let id = sb.id().to_string();
             let outcome = timeout(Duration::from_secs(60), sb.run(&job, None, None)).await.expect("run in time");
             let elapsed = start.elapsed().as_millis() as u64;
@@ -61,6 +94,8 @@ async fn every_single_run_case_gets_its_verdict() {
             }
         }
     }
+    let status = pool.status().await.unwrap();
+    assert_eq!(status.create_failures, 0, "{status:?}");
     pool.shutdown().await;
     assert!(ran >= 17, "only {ran} runs: cases went missing");
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));

@@ -10,7 +10,7 @@ use std::os::fd::RawFd;
 use hearth_proto::limits::Limits;
 use nix::sys::resource::{setrlimit, Resource};
 use nix::sys::signal::{signal, sigprocmask, SigHandler, SigSet, SigmaskHow, Signal};
-use nix::unistd::{chdir, dup2, execve, setgroups, setresgid, setresuid, setsid, Gid, Uid};
+use nix::unistd::{chdir, dup2, execve, fchown, setgroups, setresgid, setresuid, setsid, Gid, Uid};
 
 use crate::seccomp::Filters;
 
@@ -76,6 +76,11 @@ fn setup(plan: &ChildPlan) -> Result<std::convert::Infallible, Failure> {
     setrlimit(Resource::RLIMIT_FSIZE, l.file_bytes, l.file_bytes).map_err(fail("RLIMIT_FSIZE"))?;
     setrlimit(Resource::RLIMIT_CORE, 0, 0).map_err(fail("RLIMIT_CORE"))?;
     if let Some(id) = plan.drop_to {
+        // The pipes were made by the agent: give them to the runner, so that reopening
+        // them (`/dev/stdin`, `/proc/self/fd/1`) works as it does in a terminal.
+        for fd in 0..3 {
+            fchown(fd, Some(Uid::from_raw(id)), Some(Gid::from_raw(id))).map_err(fail("fchown stdio"))?;
+        }
         setrlimit(Resource::RLIMIT_NPROC, l.pids, l.pids).map_err(fail("RLIMIT_NPROC"))?;
         setgroups(&[]).map_err(fail("setgroups"))?;
         let (gid, uid) = (Gid::from_raw(id), Uid::from_raw(id));

@@ -37,6 +37,9 @@ pub struct RunRequest {
     pub code: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<FileInput>,
+    /// Which of `files` to compile or run (default: the first; `code`, when given, is first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entry: Option<String>,
     #[serde(default)]
     pub stdin: String,
     #[serde(default)]

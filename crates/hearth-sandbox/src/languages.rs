@@ -1,13 +1,14 @@
 //! The languages on offer, from one data file (`languages.toml`, embedded; a file of the
 //! same shape can replace it). Only runtimes that exist on the host are offered; their
 //! binaries are resolved once to absolute paths and every program gets a clean, fixed
-//! environment.
+//! environment. A language may raise the default limits for itself (room for the JVM's
+//! threads over [`Limits::DEFAULT`]'s pids, more time than [`Limits::COMPILE`] for scalac).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use hearth_proto::frame::{AgentRun, FileSpec, Prepare, Step};
-use hearth_proto::Limits;
+use hearth_proto::{Limits, LimitsRequest};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -39,6 +40,8 @@ pub enum LanguageError {
     Invalid { id: String, why: String },
     #[error("reading {path}: {source}")]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("entry {entry:?} is not one of the files")]
+    NoSuchEntry { entry: String },
 }
 
 #[derive(Debug, Deserialize)]
@@ -61,6 +64,38 @@ struct Def {
     version: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Binaries the steps need besides their first words (e.g. what an `sh -c` step calls).
+    #[serde(default)]
+    requires: Vec<String>,
+    /// Files every job of the language gets beside its own (path -> text).
+    #[serde(default)]
+    support: BTreeMap<String, String>,
+    #[serde(default)]
+    limits: DefLimits,
+}
+
+/// A language's own limits: each field set here raises the server's default for runs of
+/// the language (`run`) or its compile step (`compile`, over [`Limits::COMPILE`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DefLimits {
+    #[serde(default)]
+    run: LimitsRequest,
+    #[serde(default)]
+    compile: LimitsRequest,
+}
+
+/// `base` with each field raised to what `floor` sets, capped by `max`.
+fn raise(base: &Limits, floor: &LimitsRequest, max: &Limits) -> Limits {
+    let up = |b: u64, f: Option<u64>, m: u64| f.map_or(b, |f| b.max(f)).min(m);
+    Limits {
+        wall_ms: up(base.wall_ms, floor.wall_ms, max.wall_ms),
+        cpu_ms: up(base.cpu_ms, floor.cpu_ms, max.cpu_ms),
+        memory_mb: up(base.memory_mb, floor.memory_mb, max.memory_mb),
+        pids: up(base.pids, floor.pids, max.pids),
+        output_bytes: up(base.output_bytes, floor.output_bytes, max.output_bytes),
+        file_bytes: base.file_bytes.min(max.file_bytes),
+    }
 }
 
 /// A language whose runtime is present, ready to turn code into an [`AgentRun`].
@@ -82,6 +117,15 @@ pub struct Language {
     prestart: Option<Vec<String>>,
     #[serde(skip)]
     env: Vec<(String, String)>,
+    /// What the language raises over the server's run defaults (see [`Language::limits`]).
+    #[serde(skip)]
+    run_floor: LimitsRequest,
+    /// Limits of the compile step: [`Limits::COMPILE`] raised by the language's own.
+    #[serde(skip)]
+    compile_limits: Limits,
+    /// Files added to every job (a file of the job's own with the same path wins).
+    #[serde(skip)]
+    support: Vec<FileSpec>,
 }
 
 /// What one run of a language needs besides the language.
@@ -90,8 +134,12 @@ pub struct JobInput {
     pub files: Vec<FileSpec>,
     pub stdin: Vec<u8>,
     pub args: Vec<String>,
+    /// The run's limits, as resolved by [`Language::limits`] (which applies the language's
+    /// defaults where the request left a field out).
     pub limits: Limits,
     pub keep_stdin_open: bool,
+    /// The file to compile or run (one of `files`); `None`: the first file.
+    pub entry: Option<String>,
 }
 
 /// The languages on offer.
@@ -114,14 +162,25 @@ fn resolve_argv(argv: &[String], dirs: &[&Path]) -> Option<Vec<String>> {
     Some(out)
 }
 
-/// The first `digits.digits...` run in a version banner ("gcc (Debian 12.2.0-14) 12.2.0").
+/// The first `digits.digits...` run in the first line of a version banner, wherever it
+/// starts ("gcc (Debian 12.2.0-14) 12.2.0", "go version go1.19.8", "v20.20.2").
 fn version_number(banner: &str) -> Option<String> {
     let line = banner.lines().find(|l| !l.trim().is_empty())?;
-    line.split_whitespace().find_map(|tok| {
-        let tok = tok.trim_start_matches(['v', '(']);
-        let n: String = tok.chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
-        (n.contains('.') && n.starts_with(|c: char| c.is_ascii_digit())).then(|| n.trim_end_matches('.').to_string())
-    })
+    let bytes = line.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i].is_ascii_digit() && (i == 0 || !bytes[i - 1].is_ascii_digit()) {
+            let n: String = line[i..].chars().take_while(|c| c.is_ascii_digit() || *c == '.').collect();
+            let n = n.trim_end_matches('.');
+            if n.contains('.') {
+                return Some(n.to_string());
+            }
+            i += n.len().max(1);
+        } else {
+            i += 1;
+        }
+    }
+    None
 }
 
 fn probe_version(argv: &[String]) -> String {
@@ -153,6 +212,7 @@ impl Languages {
     pub fn from_toml(text: &str, dirs: &[&Path]) -> Result<Languages, LanguageError> {
         let file: File = toml::from_str(text)?;
         let mut list = Vec::new();
+        let mut version_cmds = Vec::new();
         for def in file.language {
             if def.run.is_empty() || def.version.is_empty() || def.file.contains('/') {
                 return Err(LanguageError::Invalid {
@@ -172,6 +232,10 @@ impl Languages {
                 tracing::debug!(language = %def.id, "runtime not found; not offered");
                 continue;
             };
+            if let Some(missing) = def.requires.iter().find(|b| resolve_binary(b, dirs).is_none()) {
+                tracing::debug!(language = %def.id, %missing, "needed binary not found; not offered");
+                continue;
+            }
             let prestart = match (&def.prestart, &def.loader) {
                 (Some(argv), Some(name)) => {
                     let text = LOADERS.iter().find(|(n, _)| n == name).map(|(_, t)| *t).ok_or_else(|| {
@@ -184,8 +248,9 @@ impl Languages {
             };
             let mut env: Vec<(String, String)> = BASE_ENV.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
             env.extend(def.env);
+            version_cmds.push(version_cmd);
             list.push(Language {
-                version: probe_version(&version_cmd),
+                version: String::new(),
                 id: def.id,
                 name: def.name,
                 aliases: def.aliases,
@@ -195,8 +260,22 @@ impl Languages {
                 run,
                 prestart,
                 env,
+                compile_limits: raise(&Limits::COMPILE, &def.limits.compile, &Limits::MAX),
+                run_floor: def.limits.run,
+                support: def
+                    .support
+                    .into_iter()
+                    .map(|(path, text)| FileSpec { path, data: text.into_bytes(), executable: false })
+                    .collect(),
             });
         }
+        // Each probe starts a runtime (a JVM takes a few hundred ms): all at once, not in turn.
+        std::thread::scope(|s| {
+            let probes: Vec<_> = version_cmds.iter().map(|c| s.spawn(move || probe_version(c))).collect();
+            for (lang, probe) in list.iter_mut().zip(probes) {
+                lang.version = probe.join().unwrap_or_else(|_| "unknown".into());
+            }
+        });
         Ok(Languages { list })
     }
 
@@ -211,16 +290,62 @@ impl Languages {
     }
 }
 
-fn fill(argv: &[String], file: &str) -> Vec<String> {
-    argv.iter().map(|a| a.replace("{file}", file)).collect()
+/// `argv` with `{file}` (the entry's path), `{stem}` (its file name without extension) and
+/// `{memory_mb}` (the step's memory limit, for runtimes that size their heap by it) filled
+/// in; an argument that is exactly `{sources}` becomes every file with the entry's
+/// extension, the entry first.
+fn fill(argv: &[String], entry: &str, files: &[FileSpec], limits: &Limits) -> Vec<String> {
+    let name = entry.rsplit('/').next().unwrap_or(entry);
+    let (stem, ext) = name.rsplit_once('.').map_or((name, None), |(s, e)| (s, Some(e)));
+    let mut out = Vec::with_capacity(argv.len());
+    for a in argv {
+        if a == "{sources}" {
+            out.push(entry.to_string());
+            let same_ext = |p: &str| ext.is_some_and(|e| p.rsplit_once('.').is_some_and(|(_, pe)| pe == e));
+            out.extend(files.iter().filter(|f| f.path != entry && same_ext(&f.path)).map(|f| f.path.clone()));
+        } else {
+            let a = a.replace("{file}", entry).replace("{stem}", stem);
+            out.push(a.replace("{memory_mb}", &limits.memory_mb.to_string()));
+        }
+    }
+    out
 }
 
 impl Language {
-    /// The agent's run request for `input`. The entry file is the first file.
-    pub fn job(&self, input: JobInput) -> AgentRun {
-        let entry = input.files.first().map(|f| f.path.clone()).unwrap_or_else(|| self.file.clone());
-        let compile = self.compile.as_ref().map(|c| Step { argv: fill(c, &entry), limits: Limits::COMPILE });
-        let mut argv = fill(&self.run, &entry);
+    /// The limits of a run that asked for `req`: each field the request sets wins; each it
+    /// leaves out is `defaults`' raised to what the language needs (languages.toml
+    /// `limits.run`); every field is capped by `max`.
+    pub fn limits(&self, req: &LimitsRequest, defaults: &Limits, max: &Limits) -> Limits {
+        Limits::resolve(req, &raise(defaults, &self.run_floor, max), max)
+    }
+
+    /// The limits of this language's compile step.
+    pub fn compile_limits(&self) -> Limits {
+        self.compile_limits
+    }
+
+    /// The agent's run request for `input`. The entry file is `input.entry`, which must
+    /// name one of the files, or else the first file.
+    pub fn job(&self, input: JobInput) -> Result<AgentRun, LanguageError> {
+        let entry = match &input.entry {
+            Some(e) if input.files.iter().any(|f| &f.path == e) => e.clone(),
+            Some(e) => return Err(LanguageError::NoSuchEntry { entry: e.clone() }),
+            None => input.files.first().map(|f| f.path.clone()).unwrap_or_else(|| self.file.clone()),
+        };
+        Ok(self.build(entry, input))
+    }
+
+    fn build(&self, entry: String, mut input: JobInput) -> AgentRun {
+        for s in &self.support {
+            if !input.files.iter().any(|f| f.path == s.path) {
+                input.files.push(s.clone());
+            }
+        }
+        let compile = self
+            .compile
+            .as_ref()
+            .map(|c| Step { argv: fill(c, &entry, &input.files, &self.compile_limits), limits: self.compile_limits });
+        let mut argv = fill(&self.run, &entry, &input.files, &input.limits);
         argv.extend(input.args.iter().cloned());
         let warm_argv = self.prestart.as_ref().map(|_| std::iter::once(entry.clone()).chain(input.args).collect());
         AgentRun {
@@ -243,7 +368,7 @@ impl Language {
     /// A job for single-file `code` stored under the language's entry file name.
     pub fn job_for_code(&self, code: &[u8], stdin: Vec<u8>, limits: Limits) -> AgentRun {
         let files = vec![FileSpec { path: self.file.clone(), data: code.to_vec(), executable: false }];
-        self.job(JobInput { files, stdin, limits, ..JobInput::default() })
+        self.build(self.file.clone(), JobInput { files, stdin, limits, ..JobInput::default() })
     }
 }
 
@@ -260,6 +385,10 @@ mod tests {
             version_number("GNU bash, version 5.2.15(1)-release (x86_64-pc-linux-gnu)").as_deref(),
             Some("5.2.15")
         );
+        assert_eq!(version_number("go version go1.19.8 linux/amd64").as_deref(), Some("1.19.8"));
+        assert_eq!(version_number("openjdk version \"17.0.21.1\" 2025-10-21").as_deref(), Some("17.0.21.1"));
+        assert_eq!(version_number("OpenJDK 64-Bit Server VM 17.0.2").as_deref(), Some("17.0.2"));
+        assert_eq!(version_number("no digits here"), None);
     }
 
     #[test]
@@ -288,11 +417,13 @@ mod tests {
         assert_eq!(langs.list().len(), 1);
         let fake = langs.get("FK").unwrap();
         assert_eq!(fake.version, "1.2.3");
-        let job = fake.job(JobInput {
-            files: vec![FileSpec { path: "main.fk".into(), data: b"x".to_vec(), executable: false }],
-            args: vec!["a1".into()],
-            ..JobInput::default()
-        });
+        let job = fake
+            .job(JobInput {
+                files: vec![FileSpec { path: "main.fk".into(), data: b"x".to_vec(), executable: false }],
+                args: vec!["a1".into()],
+                ..JobInput::default()
+            })
+            .unwrap();
         assert_eq!(job.run.argv, vec![bin.display().to_string(), "main.fk".into(), "a1".into()]);
         assert!(job.env.iter().any(|(k, v)| k == "PATH" && v.starts_with("/usr/local/bin")));
         assert!(langs.get("absent").is_none());
@@ -302,8 +433,108 @@ mod tests {
     fn the_embedded_file_parses() {
         let file: File = toml::from_str(DEFAULT_LANGUAGES).unwrap();
         let ids: Vec<&str> = file.language.iter().map(|l| l.id.as_str()).collect();
-        for needed in ["python", "javascript", "bash", "c", "cpp"] {
+        for needed in [
+            "python",
+            "javascript",
+            "typescript",
+            "bash",
+            "c",
+            "cpp",
+            "rust",
+            "go",
+            "java",
+            "scala",
+            "csharp",
+            "ruby",
+            "php",
+            "perl",
+            "lua",
+            "haskell",
+            "ocaml",
+            "r",
+            "sql",
+        ] {
             assert!(ids.contains(&needed), "{needed} missing");
         }
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), ids.len(), "an id is declared twice");
+    }
+
+    fn one(text: &str) -> Language {
+        let dir = tempfile::tempdir().unwrap();
+        let langs = Languages::from_toml(text, &[dir.path()]).unwrap();
+        langs.list()[0].clone()
+    }
+
+    fn file(path: &str) -> FileSpec {
+        FileSpec { path: path.into(), data: Vec::new(), executable: false }
+    }
+
+    const JAVA_LIKE: &str = r#"
+        [[language]]
+        id = "j"
+        name = "J"
+        file = "Main.j"
+        compile = ["/bin/jc", "-mem={memory_mb}", "{sources}"]
+        run = ["/bin/jr", "{stem}", "-mem={memory_mb}"]
+        version = ["/bin/true"]
+        support = { "extra.j" = "support text" }
+        limits = { run = { pids = 128, memory_mb = 100 }, compile = { wall_ms = 40000 } }
+    "#;
+
+    #[test]
+    fn the_entry_picks_the_file_and_sources_take_its_extension() {
+        let lang = one(JAVA_LIKE);
+        let job = lang
+            .job(JobInput {
+                files: vec![file("Helper.j"), file("notes.txt"), file("App.j")],
+                entry: Some("App.j".into()),
+                ..JobInput::default()
+            })
+            .unwrap();
+        let compile = job.compile.unwrap();
+        assert_eq!(compile.argv, ["/bin/jc", "-mem=1024", "App.j", "Helper.j", "extra.j"]);
+        assert_eq!(job.run.argv, ["/bin/jr", "App", "-mem=256"]);
+        assert!(job.files.iter().any(|f| f.path == "extra.j" && f.data == b"support text"));
+        let err =
+            lang.job(JobInput { files: vec![file("App.j")], entry: Some("Nope.j".into()), ..JobInput::default() });
+        assert!(matches!(err, Err(LanguageError::NoSuchEntry { .. })));
+        // Without an entry, the first file is the entry.
+        let job = lang.job(JobInput { files: vec![file("B.j"), file("A.j")], ..JobInput::default() }).unwrap();
+        assert_eq!(job.run.argv[1], "B");
+    }
+
+    #[test]
+    fn a_language_raises_defaults_but_the_request_wins_and_max_caps() {
+        let lang = one(JAVA_LIKE);
+        let none = LimitsRequest::default();
+        let l = lang.limits(&none, &Limits::DEFAULT, &Limits::MAX);
+        assert_eq!(l.pids, 128);
+        assert_eq!(l.memory_mb, Limits::DEFAULT.memory_mb, "a language only raises a default");
+        assert_eq!(l.wall_ms, Limits::DEFAULT.wall_ms);
+        let asked = LimitsRequest { pids: Some(10), ..LimitsRequest::default() };
+        assert_eq!(lang.limits(&asked, &Limits::DEFAULT, &Limits::MAX).pids, 10);
+        let small_max = Limits { pids: 100, ..Limits::MAX };
+        assert_eq!(lang.limits(&none, &Limits::DEFAULT, &small_max).pids, 100);
+        assert_eq!(lang.compile_limits().wall_ms, 40_000);
+        assert_eq!(lang.compile_limits().memory_mb, Limits::COMPILE.memory_mb);
+    }
+
+    #[test]
+    fn a_missing_required_binary_hides_the_language() {
+        let text = r#"
+            [[language]]
+            id = "asm"
+            name = "Asm"
+            file = "main.asm"
+            compile = ["/bin/sh", "-c", "no-such-assembler"]
+            run = ["./main"]
+            version = ["/bin/true"]
+            requires = ["no-such-assembler"]
+        "#;
+        let dir = tempfile::tempdir().unwrap();
+        assert!(Languages::from_toml(text, &[dir.path()]).unwrap().list().is_empty());
     }
 }

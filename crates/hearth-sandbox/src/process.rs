@@ -52,8 +52,25 @@ pub struct ProcessConfig {
 impl ProcessConfig {
     /// Defaults for this host, with the agent binary at `agent`.
     pub fn new(agent: PathBuf) -> ProcessConfig {
-        let paths =
-            ["/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc/alternatives", "/etc/ld.so.cache"];
+        let paths = [
+            "/usr",
+            "/bin",
+            "/sbin",
+            "/lib",
+            "/lib32",
+            "/lib64",
+            "/libx32",
+            "/etc/alternatives",
+            "/etc/ld.so.cache",
+            // Runtime data Debian keeps outside /usr (configuration the runtimes cannot start
+            // without; no secrets). A path missing on the host is skipped.
+            "/etc/java-17-openjdk", // the JVM's java.security, jvm.cfg
+            "/etc/mono",            // Mono's machine.config
+            "/etc/R",               // R_HOME/etc: Renviron, ldpaths
+            "/var/lib/ghc",         // GHC's package database
+            "/etc/nim",             // nim.cfg: the standard library's search paths
+            "/etc/gnucobol",        // cobc's default.conf
+        ];
         ProcessConfig {
             agent,
             cgroup_mount: PathBuf::from("/sys/fs/cgroup"),

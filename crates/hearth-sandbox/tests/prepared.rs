@@ -21,8 +21,9 @@ async fn both_ways(lang: &str, code: &str, stdin: &str) -> (RunOutcome, RunOutco
         args: vec!["first arg".into(), "--flag".into()],
         limits: Limits::DEFAULT,
         keep_stdin_open: false,
+        entry: None,
     };
-    let job = l.job(input);
+    let job = l.job(input).unwrap();
     assert!(job.warm_argv.is_some(), "{lang} has a prestart loader");
     let mut outcomes = Vec::new();
     for prepare in [false, true] {

@@ -21,6 +21,13 @@ enum Command {
     Run(cmd::run::Args),
     /// Say what works on this host (namespaces, cgroups, seccomp, KVM, drivers, languages).
     Doctor(cmd::doctor::Args),
+    /// Everything in one process: a nats-server on loopback (unless --nats), a gateway and
+    /// an executor. Prints the URL.
+    Up(cmd::up::Args),
+    /// The HTTP/WebSocket gateway alone, against a given NATS.
+    Gateway(cmd::gateway::Args),
+    /// An executor alone: takes runs from NATS and runs them in warm sandboxes.
+    Executor(cmd::executor::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -40,6 +47,9 @@ fn main() -> std::process::ExitCode {
         match cli.command {
             Command::Run(args) => cmd::run::run(args).await,
             Command::Doctor(args) => cmd::doctor::run(args).await,
+            Command::Up(args) => cmd::up::run(args).await,
+            Command::Gateway(args) => cmd::gateway::run(args).await,
+            Command::Executor(args) => cmd::executor::run(args).await,
         }
     });
     match result {

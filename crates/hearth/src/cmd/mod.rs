@@ -2,4 +2,7 @@
 //! the process exit code.
 
 pub mod doctor;
+pub mod executor;
+pub mod gateway;
 pub mod run;
+pub mod up;

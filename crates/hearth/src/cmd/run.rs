@@ -87,10 +87,11 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         pids: args.pids,
         output_bytes: args.output_bytes,
     };
-    let limits = Limits::resolve(&req, &Limits::DEFAULT, &Limits::MAX);
+    let limits = lang.limits(&req, &Limits::DEFAULT, &Limits::MAX);
     let name = args.file.file_name().and_then(|n| n.to_str()).filter(|n| !n.is_empty()).unwrap_or(&lang.file);
     let files = vec![FileSpec { path: name.to_string(), data: code, executable: false }];
-    let job = lang.job(JobInput { files, stdin, args: args.args.clone(), limits, keep_stdin_open: false });
+    let job =
+        lang.job(JobInput { files, stdin, args: args.args.clone(), limits, keep_stdin_open: false, entry: None })?;
 
     let agent =
         args.agent.clone().or_else(locate_agent).ok_or_else(|| anyhow!("hearth-agent not found: set HEARTH_AGENT"))?;

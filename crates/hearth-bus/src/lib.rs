@@ -1,0 +1,29 @@
+//! hearth's NATS layer, shared by the gateway and the executor: the subject and stream
+//! names (DESIGN.md §3), the connection with its server version check, the idempotent
+//! set-up of the `RUNS` and `EVENTS` streams and the `RESULTS` bucket, and the JSON shapes
+//! that travel on them (jobs, events, heartbeats).
+//!
+//! Layout:
+//! - [`names`]: subjects, stream, bucket and consumer names.
+//! - [`config`]: `BusConfig`, the bounds and retention of what is created.
+//! - [`connect`]: `Bus` (client + JetStream handles), connect, version check, ensure.
+//! - [`event`]: session events (`status`, `output`, `result`) and the `seq` splice.
+//! - [`job`]: a run request as queued on `code.run`.
+//! - [`heartbeat`]: what an executor says about itself every second or two.
+//! - [`error`]: the `BusError`.
+
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod connect;
+pub mod error;
+pub mod event;
+pub mod heartbeat;
+pub mod job;
+pub mod names;
+
+pub use config::BusConfig;
+pub use connect::Bus;
+pub use error::BusError;
+pub use heartbeat::{Heartbeat, LanguageInfo};
+pub use job::Job;

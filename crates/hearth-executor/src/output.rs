@@ -1,0 +1,164 @@
+//! A run's events, in order: [`EventSink`] publishes to the session's subject and keeps a
+//! bounded window of unconfirmed publishes; [`forward`] turns the sandbox's output chunks
+//! into `output` events, gathering them for a few milliseconds (never until the end) and
+//! never splitting a UTF-8 character across two events when it can wait for the rest.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use async_nats::jetstream::context::PublishAckFuture;
+use async_nats::jetstream::Context;
+use bytes::Bytes;
+use hearth_bus::event;
+use hearth_proto::frame::Stream;
+use hearth_sandbox::RunEvent;
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+
+use crate::error::RunError;
+
+/// An output event is published once this much is gathered, whatever the time.
+const FLUSH_BYTES: usize = 64 << 10;
+/// Publishes whose confirmation may be outstanding at once.
+const WINDOW: usize = 64;
+
+/// Publishes one run's events to its session subject, in order.
+pub struct EventSink {
+    js: Context,
+    subject: String,
+    run_id: String,
+    pending: VecDeque<PublishAckFuture>,
+}
+
+impl EventSink {
+    pub fn new(js: Context, subject: String, run_id: String) -> EventSink {
+        EventSink { js, subject, run_id, pending: VecDeque::new() }
+    }
+
+    fn error(&self, e: impl std::fmt::Display) -> RunError {
+        RunError::Publish { run_id: self.run_id.clone(), message: e.to_string() }
+    }
+
+    /// Sends `payload`; confirmations are awaited once the window is full.
+    pub async fn publish(&mut self, payload: Bytes) -> Result<(), RunError> {
+        let ack = self.js.publish(self.subject.clone(), payload).await.map_err(|e| self.error(e))?;
+        self.pending.push_back(ack);
+        while self.pending.len() > WINDOW {
+            let ack = self.pending.pop_front().expect("non-empty");
+            ack.await.map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every event sent so far is stored.
+    pub async fn settle(&mut self) -> Result<(), RunError> {
+        while let Some(ack) = self.pending.pop_front() {
+            ack.await.map_err(|e| self.error(e))?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a chunk can be cut without splitting a UTF-8 character at its end: the whole
+/// length unless the bytes end in an incomplete (but so far valid) sequence.
+fn utf8_cut(buf: &[u8]) -> usize {
+    match std::str::from_utf8(buf) {
+        Err(e) if e.error_len().is_none() => e.valid_up_to(),
+        _ => buf.len(),
+    }
+}
+
+struct Gathered {
+    stream: Stream,
+    buf: Vec<u8>,
+    due: Instant,
+}
+
+/// Publishes the output of `events` as `output` events until the channel closes; at most
+/// `cap` bytes in all (the run's output limit).
+pub async fn forward(
+    sink: &mut EventSink,
+    session_id: &str,
+    run_id: &str,
+    mut events: mpsc::Receiver<RunEvent>,
+    coalesce: Duration,
+    cap: u64,
+) -> Result<(), RunError> {
+    let mut sent: u64 = 0;
+    let mut gathered: Option<Gathered> = None;
+    loop {
+        let due = gathered.as_ref().map(|g| g.due);
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Some(RunEvent::Output { stream, data }) => {
+                    let room = cap.saturating_sub(sent) as usize;
+                    let data = &data[..data.len().min(room)];
+                    if data.is_empty() {
+                        continue;
+                    }
+                    sent += data.len() as u64;
+                    if gathered.as_ref().is_some_and(|g| g.stream != stream) {
+                        let g = gathered.take().expect("checked");
+                        sink.publish(event::output(session_id, run_id, g.stream, &g.buf)).await?;
+                    }
+                    let g = gathered.get_or_insert_with(|| Gathered { stream, buf: Vec::new(), due: Instant::now() + coalesce });
+                    g.buf.extend_from_slice(data);
+                    if g.buf.len() >= FLUSH_BYTES {
+                        flush(sink, session_id, run_id, &mut gathered, coalesce).await?;
+                    }
+                }
+                Some(RunEvent::Started) => {}
+                None => break,
+            },
+            _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
+                flush(sink, session_id, run_id, &mut gathered, coalesce).await?;
+            }
+        }
+    }
+    if let Some(g) = gathered.take() {
+        sink.publish(event::output(session_id, run_id, g.stream, &g.buf)).await?;
+    }
+    Ok(())
+}
+
+/// Publishes what is gathered, keeping back an incomplete UTF-8 character for one more
+/// period (if that is all there is, it goes out as it is).
+async fn flush(
+    sink: &mut EventSink,
+    session_id: &str,
+    run_id: &str,
+    gathered: &mut Option<Gathered>,
+    coalesce: Duration,
+) -> Result<(), RunError> {
+    let Some(g) = gathered.as_mut() else {
+        return Ok(());
+    };
+    let cut = match utf8_cut(&g.buf) {
+        0 => g.buf.len(),
+        n => n,
+    };
+    let rest = g.buf.split_off(cut);
+    sink.publish(event::output(session_id, run_id, g.stream, &g.buf)).await?;
+    if rest.is_empty() {
+        *gathered = None;
+    } else {
+        g.buf = rest;
+        g.due = Instant::now() + coalesce;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cuts_keep_whole_characters() {
+        let s = "héllo 世".as_bytes();
+        assert_eq!(utf8_cut(s), s.len());
+        assert_eq!(utf8_cut(&s[..s.len() - 1]), s.len() - 3);
+        assert_eq!(utf8_cut(&s[..2]), 1);
+        assert_eq!(utf8_cut(b"\xff\xfe"), 2, "invalid bytes are not waited for");
+        assert_eq!(utf8_cut(b""), 0);
+    }
+}

@@ -1,0 +1,302 @@
+//! One run, from its message to its ack: check the delivery count, say `running`, take a
+//! warm sandbox, build the job, run it while output events stream and progress acks keep
+//! the message ours, then publish the `result` event, store the result and ack. Errors say
+//! what comes next ([`crate::error::Next`]): report a verdict, or let the run be redelivered.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_nats::jetstream::message::AckKind;
+use async_nats::jetstream::Message;
+use futures_util::StreamExt;
+use hearth_bus::{event, names, Bus, Job};
+use hearth_proto::api::{Encoding, RunResult};
+use hearth_proto::frame::FileSpec;
+use hearth_proto::{ids, Status};
+use hearth_sandbox::{Control, JobInput, Language, Languages, Pool, Sandbox};
+use tokio::sync::mpsc;
+
+use crate::config::ExecutorConfig;
+use crate::error::{Next, RunError};
+use crate::output::{forward, EventSink};
+use crate::AbortOnDrop;
+
+/// Room left in a message for headers and the event's own fields.
+const PAYLOAD_MARGIN: usize = 16 << 10;
+
+/// Shared by every run of one executor.
+pub struct Worker {
+    pub bus: Bus,
+    pub pool: Pool,
+    pub languages: Languages,
+    pub config: ExecutorConfig,
+    pub driver: &'static str,
+    pub busy: AtomicUsize,
+    pub done: AtomicU64,
+}
+
+/// Counts a run as busy while it lives.
+struct BusyGuard<'a>(&'a AtomicUsize);
+
+impl Drop for BusyGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Worker {
+    pub fn new(bus: Bus, pool: Pool, languages: Languages, config: ExecutorConfig, driver: &'static str) -> Worker {
+        Worker { bus, pool, languages, config, driver, busy: AtomicUsize::new(0), done: AtomicU64::new(0) }
+    }
+
+    /// Handles one delivery of a run; never panics on bad input.
+    pub async fn handle(&self, msg: Message) {
+        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        let job: Job = match serde_json::from_slice(&msg.payload) {
+            Ok(job) => job,
+            Err(e) => {
+                tracing::error!(error = %e, "a message on the run queue is not a run; dropping it");
+                let _ = msg.ack_with(AckKind::Term).await;
+                return;
+            }
+        };
+        let req = &job.request;
+        if ids::validate("session_id", &req.session_id).is_err() || ids::validate("run_id", &job.run_id).is_err() {
+            tracing::error!(run = %job.run_id, "a run with an invalid id reached the queue; dropping it");
+            let _ = msg.ack_with(AckKind::Term).await;
+            return;
+        }
+        let _busy = {
+            self.busy.fetch_add(1, Ordering::Relaxed);
+            BusyGuard(&self.busy)
+        };
+        let mut sink = EventSink::new(self.bus.js.clone(), names::events_subject(&req.session_id), job.run_id.clone());
+        let base = RunResult {
+            run_id: job.run_id.clone(),
+            session_id: req.session_id.clone(),
+            lang: req.lang.clone(),
+            ..RunResult::default()
+        };
+        if delivered >= self.config.bus.max_deliver {
+            tracing::warn!(run = %job.run_id, delivered, "run exhausted its deliveries; reporting internal_error");
+            let message = format!("the run was started {} times and no executor finished it", delivered - 1);
+            let result = RunResult { status: Some(Status::InternalError), message: Some(message), ..base };
+            self.finish(&msg, &mut sink, result).await;
+            return;
+        }
+        let mut sandbox = None;
+        let work = self.execute(&job, delivered, &mut sink, &mut sandbox);
+        let outcome = self.with_progress_acks(&msg, &job.run_id, work).await;
+        let result = match outcome {
+            Ok(result) => Some(result),
+            Err(e) => match e.next() {
+                Next::Report(status) => {
+                    tracing::warn!(run = %job.run_id, error = %e, "run failed");
+                    Some(RunResult { status: Some(status), message: Some(e.to_string()), ..base })
+                }
+                Next::Retry => {
+                    tracing::warn!(run = %job.run_id, error = %e, "run not done here; it will be redelivered");
+                    let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_millis(500)))).await;
+                    None
+                }
+            },
+        };
+        if let Some(result) = result {
+            self.finish(&msg, &mut sink, result).await;
+        }
+        if let Some(sb) = sandbox {
+            let id = sb.id().to_string();
+            if let Err(e) = sb.destroy().await {
+                tracing::warn!(sandbox = %id, error = %e, "destroying a used sandbox failed");
+            }
+        }
+    }
+
+    /// Stores the result, publishes the `result` event after every earlier event, acks.
+    async fn finish(&self, msg: &Message, sink: &mut EventSink, mut result: RunResult) {
+        fit(&mut result, self.bus.max_payload().saturating_sub(PAYLOAD_MARGIN));
+        // Stored before the `result` event goes out: whoever sees the event can read it.
+        let stored = async {
+            let value = serde_json::to_vec(&result).expect("a result encodes");
+            let put = self.bus.results.put(&result.run_id, value.into());
+            let (settled, put) = tokio::join!(sink.settle(), put);
+            settled?;
+            put.map_err(|e| RunError::Publish { run_id: result.run_id.clone(), message: e.to_string() })?;
+            sink.publish(event::result(&result)).await?;
+            sink.settle().await
+        };
+        match stored.await {
+            Ok(_) => {
+                if let Err(e) = msg.ack().await {
+                    tracing::warn!(run = %result.run_id, error = %e, "ack failed; the run may be redelivered");
+                }
+                self.done.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(run = %result.run_id, status = ?result.status, wall_ms = result.wall_ms, "run done");
+            }
+            Err(e) => {
+                tracing::error!(run = %result.run_id, error = %e, "storing the result failed; the run will be redelivered");
+                let _ = msg.ack_with(AckKind::Nak(Some(Duration::from_secs(1)))).await;
+            }
+        }
+    }
+
+    /// Drives `work`, telling the server every third of `ack_wait` that the run is still
+    /// being worked on (waiting for a sandbox included), so it is not redelivered meanwhile.
+    async fn with_progress_acks<T>(&self, msg: &Message, run_id: &str, work: impl Future<Output = T>) -> T {
+        let every = (self.config.bus.ack_wait / 3).max(Duration::from_millis(100));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tokio::pin!(work);
+        loop {
+            tokio::select! {
+                done = &mut work => return done,
+                _ = tick.tick() => {
+                    if let Err(e) = msg.ack_with(AckKind::Progress).await {
+                        tracing::warn!(run = %run_id, error = %e, "in-progress ack failed");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the job in a fresh sandbox (left in `sandbox` for the caller to destroy).
+    async fn execute(
+        &self,
+        job: &Job,
+        attempt: i64,
+        sink: &mut EventSink,
+        sandbox: &mut Option<Sandbox>,
+    ) -> Result<RunResult, RunError> {
+        let req = &job.request;
+        let run_id = job.run_id.as_str();
+        let language =
+            self.languages.get(&req.lang).ok_or_else(|| RunError::UnknownLanguage { lang: req.lang.clone() })?;
+        let limits = language.limits(&req.limits, &self.config.limits_default, &self.config.limits_max);
+        let agent_run = language
+            .job(JobInput {
+                files: files(req, language)?,
+                stdin: req.stdin.clone().into_bytes(),
+                args: req.args.clone(),
+                limits,
+                keep_stdin_open: false,
+                entry: req.entry.clone(),
+            })
+            .map_err(|e| RunError::Job { run_id: run_id.to_string(), message: e.to_string() })?;
+        sink.publish(event::running(&req.session_id, run_id, &self.config.id, attempt)).await?;
+        let running = RunResult {
+            run_id: run_id.to_string(),
+            session_id: req.session_id.clone(),
+            lang: req.lang.clone(),
+            status: Some(Status::Running),
+            ..RunResult::default()
+        };
+        let running = serde_json::to_vec(&running).expect("a result encodes");
+        let (stored, acquired) =
+            tokio::join!(self.bus.results.put(run_id, running.into()), self.pool.acquire_for(&language.id));
+        if let Err(e) = stored {
+            tracing::warn!(run = %run_id, error = %e, "storing the running state failed");
+        }
+        let sb = sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+        let (events_tx, events_rx) = mpsc::channel(256);
+        let (control_tx, control_rx) = mpsc::channel(16);
+        let control = self.listen_for_control(run_id, control_tx).await;
+        let run = sb.run(&agent_run, Some(events_tx), Some(control_rx));
+        let streamed = forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, limits.output_bytes);
+        let (outcome, streamed) = tokio::join!(run, streamed);
+        drop(control);
+        let outcome = outcome.map_err(|source| RunError::Sandbox { run_id: run_id.to_string(), source })?;
+        streamed?;
+        Ok(outcome.to_api(run_id, &req.session_id, &req.lang))
+    }
+
+    /// Forwards `stdin`/`kill` requests on the run's control subject to the sandbox.
+    async fn listen_for_control(&self, run_id: &str, tx: mpsc::Sender<Control>) -> Option<AbortOnDrop<()>> {
+        let mut sub = match self.bus.client.subscribe(names::control_subject(run_id)).await {
+            Ok(sub) => sub,
+            Err(e) => {
+                tracing::warn!(run = %run_id, error = %e, "no control subscription: kill will not reach this run");
+                return None;
+            }
+        };
+        Some(AbortOnDrop(tokio::spawn(async move {
+            while let Some(m) = sub.next().await {
+                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) else {
+                    continue;
+                };
+                let control = match v.get("type").and_then(|t| t.as_str()) {
+                    Some("kill") => Control::Kill,
+                    Some("stdin") => {
+                        Control::Stdin(v.get("data").and_then(|d| d.as_str()).unwrap_or("").as_bytes().to_vec())
+                    }
+                    Some("close_stdin") => Control::CloseStdin,
+                    _ => continue,
+                };
+                if tx.send(control).await.is_err() {
+                    return;
+                }
+            }
+        })))
+    }
+}
+
+/// Where single-file `code` goes: the language's entry file name, hidden (`.main.py`), so
+/// the work dir a program lists holds only what the program itself made (the
+/// `concurrent-isolation` field case lists it and expects only its own file).
+fn code_file(language: &Language) -> String {
+    format!(".{}", language.file)
+}
+
+/// The request's files (or its code under [`code_file`]).
+fn files(req: &hearth_proto::api::RunRequest, language: &Language) -> Result<Vec<FileSpec>, RunError> {
+    let mut out = Vec::new();
+    if let Some(code) = &req.code {
+        out.push(FileSpec { path: code_file(language), data: code.clone().into_bytes(), executable: false });
+    }
+    for f in &req.files {
+        let data = match f.encoding {
+            Encoding::Utf8 => f.content.clone().into_bytes(),
+            Encoding::Base64 => hearth_proto::b64::decode(&f.content)
+                .map_err(|e| RunError::BadFile { name: f.name.clone(), why: format!("content is not base64: {e}") })?,
+        };
+        out.push(FileSpec { path: f.name.clone(), data, executable: false });
+    }
+    Ok(out)
+}
+
+/// Shortens `r`'s outputs until its JSON fits in `max` bytes (a message must fit in the
+/// server's `max_payload`), saying so in `message`.
+pub fn fit(r: &mut RunResult, max: usize) {
+    let size = |r: &RunResult| serde_json::to_vec(r).map(|v| v.len()).unwrap_or(usize::MAX);
+    if size(r) <= max {
+        return;
+    }
+    let (mut out, mut err) = (r.stdout_bytes(), r.stderr_bytes());
+    let compile = r.compile_output.clone();
+    while size(r) > max && (!out.is_empty() || !err.is_empty()) {
+        let longer = if out.len() >= err.len() { &mut out } else { &mut err };
+        longer.truncate(longer.len() / 2);
+        r.set_outputs(&out, &err, compile.as_bytes());
+    }
+    r.truncated = true;
+    r.message = Some(format!("output shortened to fit a {max}-byte message: the full output was streamed as events"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn oversized_results_are_shortened_to_fit() {
+        let mut r = RunResult { run_id: "r".into(), ..RunResult::default() };
+        r.set_outputs(&vec![b'a'; 100_000], &[0xff; 50_000], b"");
+        fit(&mut r, 60_000);
+        assert!(serde_json::to_vec(&r).unwrap().len() <= 60_000);
+        assert!(r.truncated);
+        assert!(r.message.is_some());
+        let mut small = RunResult::default();
+        small.set_outputs(b"hi\n", b"", b"");
+        fit(&mut small, 60_000);
+        assert_eq!(small.stdout, "hi\n");
+        assert!(!small.truncated);
+    }
+}

@@ -1,0 +1,45 @@
+//! Operations endpoints: liveness, readiness, metrics, and the languages on offer.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::metrics;
+use crate::AppState;
+
+fn nats_connected(state: &AppState) -> bool {
+    state.bus.client.connection_state() == async_nats::connection::State::Connected
+}
+
+/// The process answers.
+pub async fn healthz() -> impl IntoResponse {
+    Json(json!({"status": "ok"}))
+}
+
+/// NATS is connected and at least one executor's heartbeat is fresh.
+pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<impl IntoResponse, ApiError> {
+    if !nats_connected(&state) {
+        return Err(ApiError::NotReady("not connected to nats".into()));
+    }
+    let totals = state.executors.totals();
+    if totals.online == 0 {
+        return Err(ApiError::NotReady("no executor online".into()));
+    }
+    Ok(Json(json!({"status": "ready", "executors": totals.online, "slots": totals.slots, "busy": totals.busy})))
+}
+
+/// Prometheus text.
+pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    let text = metrics::render(&state.metrics, state.executors.totals(), nats_connected(&state));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+}
+
+/// The languages the executors online really offer.
+pub async fn languages(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    Json(state.executors.languages())
+}

@@ -1,0 +1,263 @@
+//! `POST /v1/runs` and `GET /v1/runs/{id}`: validation (ids first, before any subject is
+//! built), submission to the `RUNS` queue with a confirmed publish, and the `?wait=true`
+//! answer, which subscribes to the session's events *before* it publishes so the result
+//! cannot slip past.
+
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_nats::jetstream::context::PublishErrorKind;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use futures_util::StreamExt;
+use hearth_bus::event::{self, EventHead};
+use hearth_bus::{names, Job};
+use hearth_proto::api::{Encoding, RunRequest, RunResult};
+use hearth_proto::{ids, Limits, Status};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::AppState;
+
+/// Most files in one request.
+const MAX_FILES: usize = 64;
+/// Most program arguments.
+const MAX_ARGS: usize = 256;
+
+#[derive(Debug, Deserialize)]
+pub struct RunQuery {
+    #[serde(default)]
+    wait: Option<String>,
+}
+
+/// A queued run, as answered with 202.
+#[derive(Debug, Clone)]
+pub struct Accepted {
+    pub run_id: String,
+    pub session_id: String,
+}
+
+impl Accepted {
+    pub fn body(&self, status: Status) -> serde_json::Value {
+        json!({"run_id": self.run_id, "session_id": self.session_id, "status": status})
+    }
+}
+
+/// Parses a request body; `BytesRejection` covers the body limit (413).
+pub fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<RunRequest, ApiError> {
+    let body = body.map_err(|r| match r.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!("request body is too large: {}", r.body_text())),
+        _ => ApiError::BadRequest(r.body_text()),
+    })?;
+    serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid run request: {e}")))
+}
+
+/// Checks everything about `req` the gateway can know: ids, language, files.
+pub fn validate(state: &AppState, req: &RunRequest) -> Result<(), ApiError> {
+    ids::validate("user_id", &req.user_id)?;
+    ids::validate("session_id", &req.session_id)?;
+    if req.lang.is_empty() {
+        return Err(ApiError::BadRequest("lang is required".into()));
+    }
+    if state.executors.offers(&req.lang) == Some(false) {
+        return Err(ApiError::UnknownLanguage(req.lang.clone()));
+    }
+    if req.code.is_none() && req.files.is_empty() {
+        return Err(ApiError::BadRequest("give code or files".into()));
+    }
+    if req.files.len() > MAX_FILES || req.args.len() > MAX_ARGS {
+        return Err(ApiError::BadRequest(format!("at most {MAX_FILES} files and {MAX_ARGS} args")));
+    }
+    for f in &req.files {
+        let bad_name = f.name.is_empty()
+            || f.name.len() > 255
+            || f.name.starts_with('/')
+            || f.name.contains('\0')
+            || f.name.split('/').any(|part| part.is_empty() || part == "." || part == "..");
+        if bad_name {
+            return Err(ApiError::BadRequest(format!("file name {:?} must be a relative path without '..'", f.name)));
+        }
+        if f.encoding == Encoding::Base64 && hearth_proto::b64::decode(&f.content).is_err() {
+            return Err(ApiError::BadRequest(format!("file {:?}: content is not valid base64", f.name)));
+        }
+    }
+    if let Some(entry) = &req.entry {
+        if !req.files.iter().any(|f| f.name == *entry) {
+            return Err(ApiError::BadRequest(format!("entry {entry:?} is not one of the files")));
+        }
+    }
+    if req.args.iter().any(|a| a.contains('\0')) {
+        return Err(ApiError::BadRequest("args may not contain NUL bytes".into()));
+    }
+    Ok(())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Unavailable(format!("{what}: {e}"))
+}
+
+/// True when a publish was refused because the `RUNS` stream is at its bounds.
+fn is_queue_full(e: &async_nats::jetstream::context::PublishError) -> bool {
+    if e.kind() != PublishErrorKind::Other {
+        return false;
+    }
+    let Some(js) = e.source().and_then(|s| s.downcast_ref::<async_nats::jetstream::Error>()) else { return false };
+    let text = js.to_string();
+    js.code() == 503
+        && (text.contains("maximum messages") || text.contains("maximum bytes") || text.contains("resource limits"))
+}
+
+/// Queues a validated run: `queued` event and stored state first (so the session never sees
+/// `running` before `queued`), then the confirmed publish to `RUNS`.
+pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiError> {
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let accepted = Accepted { run_id: run_id.clone(), session_id: req.session_id.clone() };
+    let lang = req.lang.clone();
+    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms() };
+    let payload = serde_json::to_vec(&job).map_err(|e| ApiError::Internal(format!("encoding a job: {e}")))?;
+    if payload.len() > state.bus.max_payload() {
+        return Err(ApiError::TooLarge(format!(
+            "the run is {} bytes; this server takes at most {}",
+            payload.len(),
+            state.bus.max_payload()
+        )));
+    }
+    let subject = names::events_subject(&accepted.session_id);
+    let queued = RunResult {
+        run_id: run_id.clone(),
+        session_id: accepted.session_id.clone(),
+        lang,
+        status: Some(Status::Queued),
+        ..RunResult::default()
+    };
+    let queued_bytes = serde_json::to_vec(&queued).expect("a result encodes");
+    let event = async {
+        let ack = state.bus.js.publish(subject.clone(), event::queued(&accepted.session_id, &run_id)).await?;
+        ack.await.map(|_| ())
+    };
+    let (event, stored) = tokio::join!(event, state.bus.results.put(&run_id, queued_bytes.into()));
+    event.map_err(|e| unavailable("publishing the queued event", e))?;
+    stored.map_err(|e| unavailable("storing the queued state", e))?;
+    let published = async { state.bus.js.publish(names::RUN_SUBJECT, payload.into()).await?.await };
+    match published.await {
+        Ok(_) => {
+            Metrics::inc(&state.metrics.runs_accepted);
+            Ok(accepted)
+        }
+        Err(e) => {
+            // After a lost confirmation (time-out, broken connection) the run may be queued
+            // all the same: then it is not ended here, its events will come.
+            let surely_not_queued = is_queue_full(&e)
+                || matches!(e.kind(), PublishErrorKind::MaxPayloadExceeded | PublishErrorKind::StreamNotFound);
+            let refused = if is_queue_full(&e) {
+                Metrics::inc(&state.metrics.runs_rejected_full);
+                ApiError::QueueFull
+            } else if e.kind() == PublishErrorKind::MaxPayloadExceeded {
+                ApiError::TooLarge("the run is larger than the server's largest message".into())
+            } else {
+                unavailable("queueing the run", e)
+            };
+            if !surely_not_queued {
+                return Err(refused);
+            }
+            // The session saw `queued`: end the run there, so nothing waits for it forever.
+            let ended = RunResult {
+                status: Some(Status::InternalError),
+                message: Some(format!("not queued: {}", refused.public_message())),
+                ..queued
+            };
+            if let Ok(ack) = state.bus.js.publish(subject, event::result(&ended)).await {
+                let _ = ack.await;
+            }
+            let _ = state.bus.results.put(&run_id, serde_json::to_vec(&ended).expect("a result encodes").into()).await;
+            Err(refused)
+        }
+    }
+}
+
+/// How long `?wait=true` waits for a run with these limits.
+fn wait_bound(state: &AppState, req: &RunRequest) -> Duration {
+    let limits = Limits::resolve(&req.limits, &state.config.limits_default, &state.config.limits_max);
+    Duration::from_millis(Limits::COMPILE.wall_ms + limits.wall_ms) + state.config.wait_margin
+}
+
+/// `POST /v1/runs[?wait=true]`.
+pub async fn create(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<RunQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    let wait = match query.wait.as_deref() {
+        None | Some("false" | "0" | "") => false,
+        Some("true" | "1") => true,
+        Some(other) => return Err(ApiError::BadRequest(format!("wait must be true or false, not {other:?}"))),
+    };
+    let req = parse_body(body)?;
+    validate(&state, &req)?;
+    if !wait {
+        let accepted = submit(&state, req).await?;
+        return Ok((StatusCode::ACCEPTED, Json(accepted.body(Status::Queued))).into_response());
+    }
+    let bound = wait_bound(&state, &req);
+    let mut events = state
+        .bus
+        .client
+        .subscribe(names::events_subject(&req.session_id))
+        .await
+        .map_err(|e| unavailable("subscribing to the session", e))?;
+    let accepted = submit(&state, req).await?;
+    let waited = tokio::time::timeout(bound, async {
+        while let Some(msg) = events.next().await {
+            let Ok(head) = serde_json::from_slice::<EventHead>(&msg.payload) else { continue };
+            if head.run_id == accepted.run_id && head.is_result() {
+                return Some(msg.payload);
+            }
+        }
+        None
+    })
+    .await;
+    Metrics::inc(&state.metrics.runs_waited);
+    match waited {
+        Ok(Some(payload)) => match serde_json::from_slice::<RunResult>(&payload) {
+            Ok(result) => Ok(Json(result).into_response()),
+            Err(e) => Err(ApiError::Internal(format!("a result event did not parse: {e}"))),
+        },
+        // Timed out, or the subscription ended: answer what is stored now.
+        _ => stored_result(&state, &accepted.run_id).await,
+    }
+}
+
+/// The stored result (final, or the current state) of `run_id`: 200 when final, 202 while
+/// it is queued or running.
+async fn stored_result(state: &AppState, run_id: &str) -> Result<Response, ApiError> {
+    let stored = state.bus.results.get(run_id).await.map_err(|e| unavailable("reading the result store", e))?;
+    let Some(bytes) = stored else {
+        return Err(ApiError::NotFound(format!("no run {run_id} (results are kept for a while only)")));
+    };
+    let result: RunResult = serde_json::from_slice(&bytes)
+        .map_err(|e| ApiError::Internal(format!("a stored result did not parse: {e}")))?;
+    let status = if result.status.is_some_and(Status::is_final) { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok((status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response())
+}
+
+/// `GET /v1/runs/{run_id}`.
+pub async fn get_one(
+    State(state): State<Arc<AppState>>,
+    run_id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let Path(run_id) = run_id.map_err(|r| ApiError::BadRequest(r.body_text()))?;
+    ids::validate("run_id", &run_id)?;
+    stored_result(&state, &run_id).await
+}

@@ -1,0 +1,40 @@
+//! `hearth gateway`: the HTTP and WebSocket API, against a given NATS.
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use hearth_gateway::GatewayConfig;
+
+use super::executor::{shutdown_signal, BusArgs};
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct Args {
+    /// NATS server URL.
+    #[arg(long, env = "HEARTH_NATS", default_value = "nats://127.0.0.1:4222")]
+    pub nats: String,
+    /// Address to listen on.
+    #[arg(long, env = "HEARTH_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Largest request body, in bytes (413 beyond).
+    #[arg(long, default_value_t = hearth_gateway::config::DEFAULT_BODY_LIMIT)]
+    pub body_limit: usize,
+    #[command(flatten)]
+    pub bus: BusArgs,
+}
+
+impl Args {
+    pub fn config(&self) -> GatewayConfig {
+        let mut c = GatewayConfig::new(self.nats.clone());
+        c.bus = self.bus.config();
+        c.body_limit = self.body_limit;
+        c
+    }
+}
+
+pub async fn run(args: Args) -> anyhow::Result<u8> {
+    let listener =
+        tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
+    eprintln!("hearth gateway on http://{} (nats {})", listener.local_addr()?, args.nats);
+    hearth_gateway::serve(listener, args.config(), shutdown_signal()).await?;
+    Ok(0)
+}

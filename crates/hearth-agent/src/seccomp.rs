@@ -108,9 +108,9 @@ pub fn build() -> Result<Filters, seccompiler::Error> {
 /// A filter refusing (EPERM) every syscall number with the x32 bit set.
 fn x32_guard() -> BpfProgram {
     // Classic BPF opcodes (linux/filter.h) and seccomp return values (linux/seccomp.h).
-    const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20;
-    const JMP_JGE_K: u16 = 0x05 | 0x30 | 0x00;
-    const RET_K: u16 = 0x06;
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JMP_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
     const NR_OFFSET: u32 = 0; // offsetof(struct seccomp_data, nr)
     const X32_SYSCALL_BIT: u32 = 0x4000_0000;
     const RET_ERRNO: u32 = 0x0005_0000;

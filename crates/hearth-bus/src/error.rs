@@ -17,4 +17,6 @@ pub enum BusError {
     Consumer { name: &'static str, message: String },
     #[error("creating bucket {name}: {message}")]
     Bucket { name: &'static str, message: String },
+    #[error("subscribing to {subject}: {message}")]
+    Subscribe { subject: String, message: String },
 }

@@ -5,6 +5,10 @@ use std::time::Duration;
 use hearth_bus::BusConfig;
 use hearth_proto::Limits;
 
+use crate::access::Tiers;
+use crate::auth::Auth;
+use crate::limits::Tier;
+
 /// Largest request body (and WebSocket message) taken.
 pub const DEFAULT_BODY_LIMIT: usize = 10 << 20;
 
@@ -22,6 +26,10 @@ pub struct GatewayConfig {
     /// Runs' limits as the executors resolve them (for the `?wait=true` bound).
     pub limits_default: Limits,
     pub limits_max: Limits,
+    /// Who may call (default: dev mode, anonymous callers on loopback only).
+    pub auth: Auth,
+    /// Per-user limits by tier (default: none).
+    pub tiers: Tiers,
 }
 
 impl GatewayConfig {
@@ -34,6 +42,8 @@ impl GatewayConfig {
             wait_margin: Duration::from_secs(60),
             limits_default: Limits::DEFAULT,
             limits_max: Limits::MAX,
+            auth: Auth::dev(),
+            tiers: Tiers::single(Tier::UNLIMITED),
         }
     }
 }

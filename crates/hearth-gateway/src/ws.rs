@@ -20,6 +20,7 @@ use hearth_proto::{ids, Status};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::Caller;
 use crate::control::{self, Asker};
 use crate::error::ApiError;
 use crate::runs;
@@ -52,11 +53,12 @@ pub struct WsQuery {
 /// Validates the session, opens its event consumer, then upgrades.
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     query: Result<Query<WsQuery>, QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
-    let session_id = query.session_id.ok_or_else(|| ApiError::BadRequest("session_id is required".into()))?;
+    let session_id = caller.ws_session(query.session_id)?;
     ids::validate("session_id", &session_id)?;
     let ws = ws.map_err(|r| ApiError::BadRequest(format!("not a websocket upgrade: {}", r.body_text())))?;
     let deliver_policy = match query.since {
@@ -73,7 +75,7 @@ pub async fn upgrade(
     let events = consumer.messages().await.map_err(|e| unavailable(&e))?;
     Ok(ws
         .max_message_size(state.config.body_limit)
-        .on_upgrade(move |socket| session(socket, state, session_id, events)))
+        .on_upgrade(move |socket| session(socket, state, Asker::new(session_id, caller), events)))
 }
 
 /// Counts an open socket while it lives.
@@ -86,18 +88,42 @@ impl Drop for Open<'_> {
 }
 
 fn error_frame(e: &ApiError) -> String {
-    json!({"type": "error", "error": {"code": e.code(), "message": e.public_message()}}).to_string()
+    let mut body = e.body();
+    body["type"] = "error".into();
+    body.to_string()
 }
 
-async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, mut events: Ordered) {
+/// How long until `caller`'s credentials expire (a session token's lifetime).
+fn expiry(caller: &Caller) -> Option<std::time::Duration> {
+    let Caller::Session(c) = caller else { return None };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Some(std::time::Duration::from_secs(c.exp).saturating_sub(now))
+}
+
+async fn session(socket: WebSocket, state: Arc<AppState>, mut asker: Asker, mut events: Ordered) {
     state.metrics.ws_open.fetch_add(1, Ordering::Relaxed);
     let _open = Open(&state.metrics.ws_open);
     let (mut out, mut incoming) = socket.split();
-    let mut asker = Asker::new(session_id.clone(), None);
+    let session_id = asker.session_id.clone();
     let mut closing = state.closing.clone();
+    let expires = expiry(&asker.caller);
+    let expired = async {
+        match expires {
+            Some(left) => tokio::time::sleep(left).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     loop {
         tokio::select! {
             _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => {
+                let _ = out.send(Message::Close(None)).await;
+                break;
+            }
+            _ = &mut expired => {
+                // A socket lives no longer than the token that opened it.
+                let e = ApiError::Unauthorized("the session token expired: open a new socket with a new token".into());
+                let _ = out.send(Message::Text(error_frame(&e).into())).await;
                 let _ = out.send(Message::Close(None)).await;
                 break;
             }
@@ -156,6 +182,10 @@ fn frame_of<T: serde::de::DeserializeOwned>(kind: &str, frame: serde_json::Value
 }
 
 async fn client_frame_inner(state: &AppState, asker: &mut Asker, text: &str) -> Result<serde_json::Value, ApiError> {
+    if let Caller::Session(c) = &asker.caller {
+        // A token holder's frames count against its user's request rate, like requests.
+        runs::hit(state, &c.u, state.config.tiers.get(&c.t))?;
+    }
     let session_id = asker.session_id.clone();
     let mut frame: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ApiError::BadRequest(format!("frame is not JSON: {e}")))?;
@@ -168,8 +198,7 @@ async fn client_frame_inner(state: &AppState, asker: &mut Asker, text: &str) -> 
             if req.session_id != session_id {
                 return Err(ApiError::BadRequest("a run frame's session_id must be the socket's".into()));
             }
-            runs::validate(state, &req)?;
-            let accepted = runs::submit(state, req).await?;
+            let accepted = runs::accept(state, &asker.caller, req).await?;
             let mut body = accepted.body(Status::Queued);
             body["type"] = "accepted".into();
             Ok(body)

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use anyhow::Context;
 use hearth_gateway::GatewayConfig;
 
+use super::access::{announce, AccessArgs};
 use super::executor::{shutdown_signal, BusArgs};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -20,21 +21,27 @@ pub struct Args {
     pub body_limit: usize,
     #[command(flatten)]
     pub bus: BusArgs,
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 impl Args {
-    pub fn config(&self) -> GatewayConfig {
+    pub fn config(&self) -> anyhow::Result<GatewayConfig> {
         let mut c = GatewayConfig::new(self.nats.clone());
         c.bus = self.bus.config();
         c.body_limit = self.body_limit;
-        c
+        (c.auth, c.tiers) = self.access.build(false)?;
+        Ok(c)
     }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
+    let config = args.config()?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    eprintln!("hearth gateway on http://{} (nats {})", listener.local_addr()?, args.nats);
-    hearth_gateway::serve(listener, args.config(), shutdown_signal()).await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    eprintln!("hearth gateway on {url} (nats {})", args.nats);
+    announce(&config.auth, &url);
+    hearth_gateway::serve(listener, config, shutdown_signal()).await?;
     Ok(0)
 }

@@ -121,6 +121,7 @@ fn is_queue_full(e: &async_nats::jetstream::context::PublishError) -> bool {
 /// Queues a validated run: `queued` event and stored state first (so the session never sees
 /// `running` before `queued`), then the confirmed publish to `RUNS`.
 pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiError> {
+    let started = std::time::Instant::now();
     let run_id = uuid::Uuid::now_v7().to_string();
     let accepted = Accepted { run_id: run_id.clone(), session_id: req.session_id.clone() };
     let lang = req.lang.clone();
@@ -149,6 +150,8 @@ pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiEr
     let (event, stored) = tokio::join!(event, state.bus.results.put(&run_id, queued_bytes.into()));
     event.map_err(|e| unavailable("publishing the queued event", e))?;
     stored.map_err(|e| unavailable("storing the queued state", e))?;
+    // Counted before the publish: a quick run's result can pass before the publish's ack.
+    state.latency.accepted(&run_id, started);
     let published = async { state.bus.js.publish(names::RUN_SUBJECT, payload.into()).await?.await };
     match published.await {
         Ok(_) => {
@@ -156,6 +159,7 @@ pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiEr
             Ok(accepted)
         }
         Err(e) => {
+            state.latency.forget(&run_id);
             // After a lost confirmation (time-out, broken connection) the run may be queued
             // all the same: then it is not ended here, its events will come.
             let surely_not_queued = is_queue_full(&e)

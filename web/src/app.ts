@@ -38,7 +38,11 @@ const els = {
 };
 
 const isMac = /Mac|iPhone|iPad/.test(navigator.platform);
-if (isMac) for (const k of document.querySelectorAll("kbd.mod")) k.textContent = "⌘";
+if (isMac) {
+  for (const k of document.querySelectorAll("kbd.mod")) k.textContent = "⌘";
+  // CodeMirror's tab-focus toggle is Shift+Alt+M on macOS
+  for (const k of document.querySelectorAll("kbd.tabmode")) k.textContent = "⇧⌥";
+}
 
 const store = {
   get(k: string): string | null {

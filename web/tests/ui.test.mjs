@@ -61,13 +61,22 @@ test("typed code runs; output streams in before the program ends; then the verdi
     'import time\nprint("first")\ntime.sleep(3)\nprint("second")',
   );
   await page.keyboard.press("ControlOrMeta+Enter");
-  await page.locator("#output", { hasText: "first" }).waitFor();
+  // The page as it was the moment the first line showed (one snapshot, taken in the page).
+  const seen = await (
+    await page.waitForFunction(() => {
+      const text = document.querySelector("#output").textContent;
+      if (!text.includes("first")) return null;
+      return {
+        text,
+        run: document.body.dataset.run,
+        verdictHidden: document.querySelector("#verdict").hidden,
+        stopEnabled: !document.querySelector("#stop").disabled,
+        runEnabled: !document.querySelector("#run").disabled,
+      };
+    })
+  ).jsonValue();
   // The first line is on the page while the program is still running (it sleeps 3 s).
-  assert.equal(await page.locator("body").getAttribute("data-run"), "running");
-  assert.equal(await verdict(page).count(), 0);
-  assert.ok(!(await outputText(page)).includes("second"));
-  assert.ok(await page.locator("#stop").isEnabled());
-  assert.ok(await page.locator("#run").isDisabled());
+  assert.deepEqual(seen, { text: "first\n", run: "running", verdictHidden: true, stopEnabled: true, runEnabled: false });
   await shot(page, "streaming");
   await verdict(page).waitFor();
   assert.equal(await outputText(page), "first\nsecond\n");
@@ -219,8 +228,8 @@ test("the status page shows live numbers", async () => {
   await until("one executor online", async () => (await num("executors_online").textContent()) === "1");
   assert.equal(await page.locator('[data-k="slots"]').textContent(), "of 2 slots");
   assert.equal(await page.locator("#executors tbody tr td").first().textContent(), "ui-ex1");
-  // Three runs of 3 s on 2 slots: two run, one waits; the page shows it without a reload.
-  const body = (i) => ({ user_id: "u1", session_id: `status-${i}`, lang: "bash", code: "sleep 3; echo done" });
+  // Three runs of 5 s on 2 slots: two run, one waits; the page shows it without a reload.
+  const body = (i) => ({ user_id: "u1", session_id: `status-${i}`, lang: "bash", code: "sleep 5; echo done" });
   for (const i of [1, 2, 3]) {
     const r = await fetch(`${stack.url}v1/runs`, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(body(i)) });
     assert.equal(r.status, 202);
@@ -228,7 +237,7 @@ test("the status page shows live numbers", async () => {
   await until("two slots busy", async () => (await num("busy").textContent()) === "2", 15000);
   await until("one run waiting", async () => (await num("queue_waiting").textContent()) === "1", 15000);
   await shot(page, "status-busy");
-  await until("all slots free", async () => (await num("busy").textContent()) === "0", 30000);
+  await until("all slots free", async () => (await num("busy").textContent()) === "0", 40000);
   await until("the queue empty", async () => (await num("queue_waiting").textContent()) === "0", 15000);
   assert.match(await num("p50").textContent(), /^\d+(\.\d+)? (ms|s)$/);
   assert.match(await num("p99").textContent(), /^\d+(\.\d+)? (ms|s)$/);
@@ -251,11 +260,15 @@ test("a phone-width page, used with the keyboard only", async () => {
   await page.keyboard.type('print("from the keyboard")');
   await runToVerdict(page, () => page.keyboard.press("ControlOrMeta+Enter"));
   assert.equal(await outputText(page), "from the keyboard\n");
-  // Escape, then Tab, leaves the editor for the next control (the stdin box).
+  // Tab indents in the editor; after Ctrl+M (CodeMirror's tab-focus mode) Tab leaves it for
+  // the next control, the stdin box. (Escape then Tab does the same within 2 s: not tested,
+  // it is a race on a busy machine.)
   await page.locator(".cm-content").focus();
-  await page.keyboard.press("Escape");
   await page.keyboard.press("Tab");
-  assert.equal(await page.evaluate(() => document.activeElement.id || document.activeElement.outerHTML.slice(0, 120)), "stdin");
+  assert.equal(await page.evaluate(() => document.activeElement.classList.contains("cm-content")), true);
+  await page.keyboard.press("Control+m");
+  await page.keyboard.press("Tab");
+  assert.equal(await page.evaluate(() => document.activeElement.id || document.activeElement.outerHTML.slice(0, 80)), "stdin");
   // From the top, Tab goes to the language picker, then Run; Stop is skipped while idle.
   await page.locator(".brand").focus();
   const order = [];

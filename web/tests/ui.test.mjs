@@ -197,7 +197,7 @@ test("Stop ends a running program as cancelled", async () => {
   await page.context().close();
 });
 
-test("interactive stdin: lines sent while the program runs, then end of input", { skip: "needs the interactive stdin of issue 4 on main" }, async () => {
+test("interactive stdin: lines sent while the program runs, then end of input", async () => {
   const page = await openEditor(browser, stack.url);
   await pickLanguage(page, "python");
   await setCode(page, 'import sys\nname = input("Your name? ")\nprint("Hello, " + name + "!")\nrest = sys.stdin.read()\nprint("rest:", rest.upper(), end="")\n');

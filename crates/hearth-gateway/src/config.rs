@@ -1,5 +1,6 @@
 //! The gateway's configuration, with explicit defaults.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hearth_bus::BusConfig;
@@ -30,6 +31,8 @@ pub struct GatewayConfig {
     pub auth: Auth,
     /// Per-user limits by tier (default: none).
     pub tiers: Tiers,
+    /// The browser UI's directory (`web/dist`); `None`: `/` says the UI is not built.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -44,6 +47,7 @@ impl GatewayConfig {
             limits_max: Limits::MAX,
             auth: Auth::dev(),
             tiers: Tiers::single(Tier::UNLIMITED),
+            web_dir: None,
         }
     }
 }

@@ -234,6 +234,7 @@ async fn submit(
     run_id: String,
     limits_max: Option<Limits>,
 ) -> Result<Accepted, ApiError> {
+    let started = std::time::Instant::now();
     let accepted = Accepted { run_id: run_id.clone(), session_id: req.session_id.clone() };
     let (lang, user_id) = (req.lang.clone(), req.user_id.clone());
     let notify = Some(names::done_subject(&state.id));
@@ -265,6 +266,8 @@ async fn submit(
     let revision = stored.map_err(|e| unavailable("storing the queued state", e))?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(hearth_bus::job::QUEUED_REVISION, revision.to_string().as_str());
+    // Counted before the publish: a quick run's result can pass before the publish's ack.
+    state.latency.accepted(&run_id, started);
     let published =
         async { state.bus.js.publish_with_headers(names::RUN_SUBJECT, headers, payload.into()).await?.await };
     match published.await {
@@ -273,6 +276,7 @@ async fn submit(
             Ok(accepted)
         }
         Err(e) => {
+            state.latency.forget(&run_id);
             // After a lost confirmation (time-out, broken connection) the run may be queued
             // all the same: then it is not ended here, its events will come.
             let surely_not_queued = is_queue_full(&e)

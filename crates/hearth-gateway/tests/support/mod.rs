@@ -46,7 +46,7 @@ impl Stack {
         Stack::start_with(bus, executor, |_| {}).await
     }
 
-    /// [`Stack::start`] with the gateway's configuration changed by `configure` first.
+    /// As [`Stack::start`], with the gateway's configuration changed by `configure` first.
     pub async fn start_with(
         bus: BusConfig,
         executor: bool,

@@ -103,7 +103,7 @@ export async function startStack({ slots = 2 } = {}) {
     natsUrl,
     gateway: null,
     async startGateway() {
-      this.gateway = start("gateway", HEARTH, ["gateway", "--nats", natsUrl, "--listen", `127.0.0.1:${port}`, "--web-dir", path.join(webDir, "dist")]);
+      this.gateway = start("gateway", HEARTH, ["gateway", "--dev", "--nats", natsUrl, "--listen", `127.0.0.1:${port}`, "--web-dir", path.join(webDir, "dist")]);
       await until("the gateway to be ready", async () => (await fetch(`${this.url}readyz`)).status === 200, 60000);
     },
     async stopGateway() {

@@ -306,6 +306,7 @@ async function loadLanguages(): Promise<void> {
 }
 
 window.addEventListener("online", () => session.retryNow());
+window.addEventListener("offline", () => session.drop());
 
 // Test hooks (read-only views for the end-to-end tests; nothing here changes behaviour).
 (window as unknown as { hearth: unknown }).hearth = {

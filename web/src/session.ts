@@ -139,6 +139,12 @@ export class Session {
     });
   }
 
+  /** Drops the socket and reconnects as after any drop (the browser says it went offline:
+   *  a connection that silently died would otherwise look open for minutes). */
+  drop(): void {
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(4000, "browser offline");
+  }
+
   /** Reconnects now instead of at the end of the back-off (the browser went online). */
   retryNow(): void {
     if (!this.closed && this.ws === null) this.connect();

@@ -13,4 +13,8 @@ pub struct Job {
     pub request: RunRequest,
     /// When the gateway accepted it, in milliseconds since the Unix epoch.
     pub accepted_ms: u64,
+    /// When the request reached the gateway, in microseconds since the Unix epoch (the
+    /// start of the run's `timing`).
+    #[serde(default)]
+    pub received_us: u64,
 }

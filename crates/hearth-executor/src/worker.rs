@@ -11,7 +11,7 @@ use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::Message;
 use futures_util::StreamExt;
 use hearth_bus::{event, names, Bus, Job};
-use hearth_proto::api::{Encoding, RunResult};
+use hearth_proto::api::{Encoding, RunResult, Timing};
 use hearth_proto::frame::FileSpec;
 use hearth_proto::{ids, Status};
 use hearth_sandbox::{Control, JobInput, Language, Languages, Pool, Sandbox};
@@ -52,7 +52,10 @@ impl Worker {
 
     /// Handles one delivery of a run; never panics on bad input.
     pub async fn handle(&self, msg: Message) {
-        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        let pulled_us = Timing::now_us();
+        let info = msg.info().ok();
+        let delivered = info.as_ref().map(|i| i.delivered).unwrap_or(1);
+        let queued_us = info.as_ref().map(|i| (i.published.unix_timestamp_nanos() / 1000).max(0) as u64).unwrap_or(0);
         let job: Job = match serde_json::from_slice(&msg.payload) {
             Ok(job) => job,
             Err(e) => {
@@ -78,22 +81,24 @@ impl Worker {
             lang: req.lang.clone(),
             ..RunResult::default()
         };
+        let mut timing = Timing { received_us: job.received_us, queued_us, pulled_us, ..Timing::default() };
         if delivered >= self.config.bus.max_deliver {
             tracing::warn!(run = %job.run_id, delivered, "run exhausted its deliveries; reporting internal_error");
             let message = format!("the run was started {} times and no executor finished it", delivered - 1);
-            let result = RunResult { status: Some(Status::InternalError), message: Some(message), ..base };
+            let result =
+                RunResult { status: Some(Status::InternalError), message: Some(message), timing: Some(timing), ..base };
             self.finish(&msg, &mut sink, result).await;
             return;
         }
         let mut sandbox = None;
-        let work = self.execute(&job, delivered, &mut sink, &mut sandbox);
+        let work = self.execute(&job, delivered, &mut sink, &mut sandbox, &mut timing);
         let outcome = self.with_progress_acks(&msg, &job.run_id, work).await;
         let result = match outcome {
-            Ok(result) => Some(result),
+            Ok(result) => Some(RunResult { timing: Some(timing), ..result }),
             Err(e) => match e.next() {
                 Next::Report(status) => {
                     tracing::warn!(run = %job.run_id, error = %e, "run failed");
-                    Some(RunResult { status: Some(status), message: Some(e.to_string()), ..base })
+                    Some(RunResult { status: Some(status), message: Some(e.to_string()), timing: Some(timing), ..base })
                 }
                 Next::Retry => {
                     tracing::warn!(run = %job.run_id, error = %e, "run not done here; it will be redelivered");
@@ -115,6 +120,9 @@ impl Worker {
 
     /// Stores the result, publishes the `result` event after every earlier event, acks.
     async fn finish(&self, msg: &Message, sink: &mut EventSink, mut result: RunResult) {
+        if let Some(t) = result.timing.as_mut() {
+            t.published_us = Timing::now_us();
+        }
         fit(&mut result, self.bus.max_payload().saturating_sub(PAYLOAD_MARGIN));
         // Stored before the `result` event goes out: whoever sees the event can read it.
         let stored = async {
@@ -166,6 +174,7 @@ impl Worker {
         attempt: i64,
         sink: &mut EventSink,
         sandbox: &mut Option<Sandbox>,
+        timing: &mut Timing,
     ) -> Result<RunResult, RunError> {
         let req = &job.request;
         let run_id = job.run_id.as_str();
@@ -197,6 +206,7 @@ impl Worker {
             tracing::warn!(run = %run_id, error = %e, "storing the running state failed");
         }
         let sb = sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+        timing.acquired_us = Timing::now_us();
         let (events_tx, events_rx) = mpsc::channel(256);
         let (control_tx, control_rx) = mpsc::channel(16);
         let control = self.listen_for_control(run_id, control_tx).await;
@@ -205,7 +215,10 @@ impl Worker {
         let (outcome, streamed) = tokio::join!(run, streamed);
         drop(control);
         let outcome = outcome.map_err(|source| RunError::Sandbox { run_id: run_id.to_string(), source })?;
-        streamed?;
+        timing.first_output_us = streamed?.unwrap_or(0);
+        timing.started_us = outcome.started_at.map_or(0, Timing::epoch_us);
+        timing.exited_us = Timing::epoch_us(outcome.ended_at);
+        timing.program_us = outcome.result.wall_us;
         Ok(outcome.to_api(run_id, &req.session_id, &req.lang))
     }
 

@@ -22,6 +22,9 @@ pub struct GatewayConfig {
     /// Runs' limits as the executors resolve them (for the `?wait=true` bound).
     pub limits_default: Limits,
     pub limits_max: Limits,
+    /// Events a WebSocket may hold unsent before it stops being fed live and catches up
+    /// from the stream instead (a slow client costs bounded memory).
+    pub ws_inbox: usize,
 }
 
 impl GatewayConfig {
@@ -34,6 +37,7 @@ impl GatewayConfig {
             wait_margin: Duration::from_secs(60),
             limits_default: Limits::DEFAULT,
             limits_max: Limits::MAX,
+            ws_inbox: crate::hub::INBOX,
         }
     }
 }

@@ -35,7 +35,7 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<impl IntoRespo
 
 /// Prometheus text.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let text = metrics::render(&state.metrics, state.executors.totals(), nats_connected(&state));
+    let text = metrics::render(&state.metrics, &state.hub, state.executors.totals(), nats_connected(&state));
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

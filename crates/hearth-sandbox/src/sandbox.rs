@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hearth_proto::frame::{AgentFrame, AgentResult, AgentRun, HostFrame, Prepare, Ready, Stream};
 use hearth_proto::{Limits, Status};
@@ -59,6 +59,10 @@ pub struct RunOutcome {
     pub result: AgentResult,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// When the agent's `Started` arrived (the program was launched), if it did.
+    pub started_at: Option<SystemTime>,
+    /// When the agent's verdict arrived.
+    pub ended_at: SystemTime,
 }
 
 /// One single-use sandbox.
@@ -146,6 +150,7 @@ impl Sandbox {
         let mut deadline = Instant::now() + Duration::from_millis(compile_ms + job.run.limits.wall_ms) + GRACE;
         let cap = job.run.limits.output_bytes as usize;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut started_at = None;
         loop {
             let next_control = async {
                 match control.as_mut() {
@@ -164,6 +169,7 @@ impl Sandbox {
                         }
                     }
                     Some(AgentFrame::Started) => {
+                        started_at = Some(SystemTime::now());
                         if job.compile.is_some() {
                             self.backend.prepare(&job.run.limits)?;
                         }
@@ -173,8 +179,9 @@ impl Sandbox {
                         }
                     }
                     Some(AgentFrame::Result(result)) => {
+                        let ended_at = SystemTime::now();
                         let result = self.judge(*result);
-                        return Ok(RunOutcome { result, stdout, stderr });
+                        return Ok(RunOutcome { result, stdout, stderr, started_at, ended_at });
                     }
                     Some(AgentFrame::Pong | AgentFrame::Prepared) => {}
                     Some(AgentFrame::Error { message }) => {

@@ -252,18 +252,11 @@ impl Worker {
     }
 }
 
-/// Where single-file `code` goes: the language's entry file name, hidden (`.main.py`), so
-/// the work dir a program lists holds only what the program itself made (the
-/// `concurrent-isolation` field case lists it and expects only its own file).
-fn code_file(language: &Language) -> String {
-    format!(".{}", language.file)
-}
-
-/// The request's files (or its code under [`code_file`]).
+/// The request's files (or its code under [`Language::code_file`]).
 fn files(req: &hearth_proto::api::RunRequest, language: &Language) -> Result<Vec<FileSpec>, RunError> {
     let mut out = Vec::new();
     if let Some(code) = &req.code {
-        out.push(FileSpec { path: code_file(language), data: code.clone().into_bytes(), executable: false });
+        out.push(FileSpec { path: language.code_file(), data: code.clone().into_bytes(), executable: false });
     }
     for f in &req.files {
         let data = match f.encoding {

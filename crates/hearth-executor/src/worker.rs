@@ -219,6 +219,7 @@ impl Worker {
         timing.started_us = outcome.started_at.map_or(0, Timing::epoch_us);
         timing.exited_us = Timing::epoch_us(outcome.ended_at);
         timing.program_us = outcome.result.wall_us;
+        timing.prepared = outcome.prepared;
         Ok(outcome.to_api(run_id, &req.session_id, &req.lang))
     }
 

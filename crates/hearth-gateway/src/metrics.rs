@@ -39,6 +39,13 @@ pub async fn count(State(state): State<Arc<AppState>>, req: Request, next: Next)
     response
 }
 
+/// The `RUNS` queue as the executors' consumer sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Queue {
+    pub waiting: u64,
+    pub in_flight: u64,
+}
+
 /// Resident memory of this process in bytes, from `/proc/self/statm` (0 where unknown).
 pub fn resident_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
@@ -53,7 +60,7 @@ pub fn open_fds() -> u64 {
 
 /// Prometheus text for the counters, the session hub, the executors online, the NATS
 /// connection and the process itself.
-pub fn render(m: &Metrics, hub: &Hub, ex: Totals, nats_connected: bool) -> String {
+pub fn render(m: &Metrics, hub: &Hub, ex: Totals, nats_connected: bool, queue: Option<Queue>) -> String {
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, samples: &[(&str, u64)]| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
@@ -117,6 +124,10 @@ pub fn render(m: &Metrics, hub: &Hub, ex: Totals, nats_connected: bool) -> Strin
         "1 while the gateway's NATS connection is up.",
         &[("", nats_connected as u64)],
     );
+    if let Some(q) = queue {
+        metric("hearth_queue_depth", "gauge", "Runs waiting on the RUNS queue for an executor.", &[("", q.waiting)]);
+        metric("hearth_runs_in_flight", "gauge", "Runs an executor has taken and not finished.", &[("", q.in_flight)]);
+    }
     metric(
         "process_resident_memory_bytes",
         "gauge",
@@ -136,11 +147,18 @@ mod tests {
         let m = Metrics::default();
         Metrics::inc(&m.runs_accepted);
         Metrics::inc(&m.http[2]);
-        let text = render(&m, &Hub::default(), Totals { online: 1, slots: 2, busy: 0, ready: 2 }, true);
+        let text = render(
+            &m,
+            &Hub::default(),
+            Totals { online: 1, slots: 2, busy: 0, ready: 2 },
+            true,
+            Some(Queue { waiting: 3, in_flight: 1 }),
+        );
         assert!(text.contains("# TYPE hearth_runs_accepted_total counter\nhearth_runs_accepted_total 1\n"));
         assert!(text.contains("hearth_http_responses_total{class=\"4xx\"} 1\n"));
         assert!(text.contains("hearth_executors_online 1\n"));
         assert!(text.contains("hearth_nats_connected 1\n"));
+        assert!(text.contains("hearth_queue_depth 3\n"));
         let rss = text.lines().find_map(|l| l.strip_prefix("process_resident_memory_bytes ")).unwrap();
         assert!(rss.parse::<u64>().unwrap() > 0);
     }

@@ -113,6 +113,9 @@ pub struct Timing {
     /// The program's wall time, launch to exit, in microseconds (the agent's clock).
     #[serde(default)]
     pub program_us: u64,
+    /// The program went to an interpreter started ahead of time (a prepared sandbox).
+    #[serde(default)]
+    pub prepared: bool,
 }
 
 impl Timing {

@@ -63,6 +63,8 @@ pub struct RunOutcome {
     pub started_at: Option<SystemTime>,
     /// When the agent's verdict arrived.
     pub ended_at: SystemTime,
+    /// The program went to the interpreter this sandbox had prepared.
+    pub prepared: bool,
 }
 
 /// One single-use sandbox.
@@ -71,11 +73,13 @@ pub struct Sandbox {
     conn: AgentConn,
     backend: Box<dyn Backend>,
     created: Instant,
+    /// An interpreter is started and waiting in it ([`Sandbox::prepare`]).
+    prepared: bool,
 }
 
 impl Sandbox {
     pub fn new(id: String, conn: AgentConn, backend: Box<dyn Backend>) -> Sandbox {
-        Sandbox { id, conn, backend, created: Instant::now() }
+        Sandbox { id, conn, backend, created: Instant::now(), prepared: false }
     }
 
     pub fn id(&self) -> &str {
@@ -122,7 +126,10 @@ impl Sandbox {
         let id = self.id.clone();
         match timeout(within, self.conn.recv()).await {
             Err(_) => Err(SandboxError::NotReady { id, waited: within }),
-            Ok(Ok(Some(AgentFrame::Prepared))) => Ok(()),
+            Ok(Ok(Some(AgentFrame::Prepared))) => {
+                self.prepared = true;
+                Ok(())
+            }
             Ok(Ok(Some(AgentFrame::Error { message }))) => Err(SandboxError::Agent { id, message }),
             Ok(Ok(Some(other))) => Err(SandboxError::Unexpected { id, what: format!("{other:?}") }),
             Ok(Ok(None)) => Err(SandboxError::Closed { id, during: " while preparing" }),
@@ -143,6 +150,8 @@ impl Sandbox {
         events: Option<mpsc::Sender<RunEvent>>,
         mut control: Option<mpsc::Receiver<Control>>,
     ) -> Result<RunOutcome, SandboxError> {
+        // The agent hands the program to a prepared interpreter exactly when this holds.
+        let prepared = self.prepared && job.warm_argv.is_some() && job.compile.is_none();
         let first = job.compile.as_ref().map(|c| c.limits).unwrap_or(job.run.limits);
         self.backend.prepare(&first)?;
         self.conn.send(&HostFrame::Run(Box::new(job.clone()))).await?;
@@ -181,7 +190,7 @@ impl Sandbox {
                     Some(AgentFrame::Result(result)) => {
                         let ended_at = SystemTime::now();
                         let result = self.judge(*result);
-                        return Ok(RunOutcome { result, stdout, stderr, started_at, ended_at });
+                        return Ok(RunOutcome { result, stdout, stderr, started_at, ended_at, prepared });
                     }
                     Some(AgentFrame::Pong | AgentFrame::Prepared) => {}
                     Some(AgentFrame::Error { message }) => {

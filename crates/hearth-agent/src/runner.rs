@@ -129,6 +129,7 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
         return blank(Status::InternalError, Some(m));
     }
     let mut compile = None;
+    let (mut stdin, mut keep_stdin_open) = (req.stdin.clone(), req.keep_stdin_open);
     if let Some(step) = &req.compile {
         let spawn = Spawn { argv: &step.argv, env: &req.env, work: &work, limits: step.limits, collect: true };
         let out = match Exec::spawn(&spawn, false) {
@@ -140,6 +141,8 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
         };
         let failed = out.status != Status::Ok;
         let status = out.status;
+        stdin.extend_from_slice(&out.later_stdin);
+        keep_stdin_open &= !out.later_eof;
         compile = Some(CompileResult {
             status,
             exit_code: out.exit_code,
@@ -167,7 +170,7 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
         }
     };
     match exec {
-        Ok(exec) => finish(exec.wait(chan, req.stdin.clone(), req.keep_stdin_open), compile),
+        Ok(exec) => finish(exec.wait(chan, stdin, keep_stdin_open), compile),
         Err(m) => {
             let mut r = blank(Status::SandboxError, Some(m));
             r.compile = compile;

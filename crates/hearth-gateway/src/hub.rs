@@ -223,12 +223,14 @@ async fn send<S: Sink<Message> + Unpin>(out: &mut S, ev: Event, sent: &AtomicU64
 /// Reads `session`'s stored events after `*last` from the stream leader, in order, and
 /// sends each to `out`, advancing `*last` (and counting in `sent`). Returns once it has
 /// read everything stored when it looked last: `Ok(false)` if the socket went away.
+/// `seen` is shown each event before it goes out.
 pub async fn catch_up<S: Sink<Message> + Unpin>(
     events: &Stream,
     session: &str,
     last: &mut u64,
     out: &mut S,
     sent: &AtomicU64,
+    mut seen: impl FnMut(&Event),
 ) -> Result<bool, HubError> {
     let subject = names::events_subject(session);
     for _ in 0..GETS_BEFORE_CONSUMER {
@@ -241,6 +243,7 @@ pub async fn catch_up<S: Sink<Message> + Unpin>(
         };
         *last = msg.sequence;
         if let Some(ev) = Event::new(msg.sequence, &msg.payload) {
+            seen(&ev);
             if !send(out, ev, sent).await {
                 return Ok(false);
             }
@@ -268,6 +271,7 @@ pub async fn catch_up<S: Sink<Message> + Unpin>(
         let (seq, pending) = (info.stream_sequence, info.pending);
         *last = seq;
         if let Some(ev) = Event::new(seq, &msg.payload) {
+            seen(&ev);
             if !send(out, ev, sent).await {
                 return Ok(false);
             }

@@ -158,8 +158,8 @@ pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiEr
     let received_us = Timing::now_us();
     let run_id = uuid::Uuid::now_v7().to_string();
     let accepted = Accepted { run_id: run_id.clone(), session_id: req.session_id.clone() };
-    let lang = req.lang.clone();
-    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms(), received_us };
+    let (lang, user_id) = (req.lang.clone(), req.user_id.clone());
+    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms(), received_us, notify: None };
     let payload = serde_json::to_vec(&job).map_err(|e| ApiError::Internal(format!("encoding a job: {e}")))?;
     if payload.len() > state.bus.max_payload() {
         return Err(ApiError::TooLarge(format!(
@@ -172,6 +172,7 @@ pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiEr
     let queued = RunResult {
         run_id: run_id.clone(),
         session_id: accepted.session_id.clone(),
+        user_id,
         lang,
         status: Some(Status::Queued),
         ..RunResult::default()
@@ -183,8 +184,11 @@ pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiEr
     };
     let (event, stored) = tokio::join!(event, state.bus.results.put(&run_id, queued_bytes.into()));
     event.map_err(|e| unavailable("publishing the queued event", e))?;
-    stored.map_err(|e| unavailable("storing the queued state", e))?;
-    let published = async { state.bus.js.publish(names::RUN_SUBJECT, payload.into()).await?.await };
+    let revision = stored.map_err(|e| unavailable("storing the queued state", e))?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(hearth_bus::job::QUEUED_REVISION, revision.to_string().as_str());
+    let published =
+        async { state.bus.js.publish_with_headers(names::RUN_SUBJECT, headers, payload.into()).await?.await };
     match published.await {
         Ok(_) => {
             Metrics::inc(&state.metrics.runs_accepted);

@@ -1,5 +1,6 @@
 //! The gateway's configuration, with explicit defaults.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hearth_bus::BusConfig;
@@ -25,6 +26,8 @@ pub struct GatewayConfig {
     /// Events a WebSocket may hold unsent before it stops being fed live and catches up
     /// from the stream instead (a slow client costs bounded memory).
     pub ws_inbox: usize,
+    /// The browser UI's directory (`web/dist`); `None`: `/` says the UI is not built.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -38,6 +41,7 @@ impl GatewayConfig {
             limits_default: Limits::DEFAULT,
             limits_max: Limits::MAX,
             ws_inbox: crate::hub::INBOX,
+            web_dir: None,
         }
     }
 }

@@ -14,6 +14,8 @@
 //! - [`control`]: `stdin` and `kill` for a run of the asker's own session.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `GET /v1/languages`.
 //! - [`executors`]: executor heartbeats: who is online, what languages exist.
+//! - [`status`]: `GET /v1/status` (executors, queue depth, recent latency) for the status page.
+//! - [`ui`]: the browser UI's files (`web/dist`) at `/`, `/status` and `/ui/<file>`.
 //! - [`metrics`]: counters, rendered as Prometheus text.
 //! - [`error`]: the `ApiError`, the one mapping of errors to HTTP.
 //!
@@ -43,6 +45,8 @@ pub mod hub;
 pub mod metrics;
 pub mod ops;
 pub mod runs;
+pub mod status;
+pub mod ui;
 pub mod ws;
 
 use std::future::Future;
@@ -76,6 +80,9 @@ pub struct AppState {
     pub metrics: metrics::Metrics,
     /// The sockets open here by session, fed from one consumer of `EVENTS`.
     pub hub: Arc<hub::Hub>,
+    /// Runs this gateway accepted and how long they took (for `/v1/status`).
+    pub latency: Arc<status::Latency>,
+    pub queue_cache: status::QueueCache,
     /// Turns true when the gateway stops: open WebSockets close (graceful shutdown would
     /// otherwise wait for them forever).
     pub closing: tokio::sync::watch::Receiver<bool>,
@@ -92,6 +99,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/status", get(status::status))
+        .route("/", get(ui::index))
+        .route("/status", get(ui::status_page))
+        .route("/ui/{file}", get(ui::asset))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
@@ -109,12 +120,23 @@ pub async fn serve(
     let bus = Bus::connect(&config.nats_url, "hearth-gateway", config.bus.clone()).await?;
     let executors = Arc::new(executors::Executors::new(config.executor_stale));
     let _heartbeats = AbortOnDrop(tokio::spawn(executors::listen(bus.client.clone(), executors.clone())));
+    let latency = Arc::new(status::Latency::default());
+    let _results = AbortOnDrop(tokio::spawn(status::listen(bus.client.clone(), latency.clone())));
     // The feed starts after what is stored now; a socket reads anything older itself.
     let from = bus.events.get_info().await.map_err(|e| GatewayError::Feed(e.to_string()))?.state.last_sequence;
     let hub = Arc::new(hub::Hub::new(config.ws_inbox));
     let _feed = AbortOnDrop(tokio::spawn(hub::feed(hub.clone(), bus.events.clone(), from)));
     let (close, closing) = tokio::sync::watch::channel(false);
-    let state = Arc::new(AppState { bus, config, executors, metrics: metrics::Metrics::default(), hub, closing });
+    let state = Arc::new(AppState {
+        bus,
+        config,
+        executors,
+        metrics: metrics::Metrics::default(),
+        hub,
+        latency,
+        queue_cache: status::QueueCache::default(),
+        closing,
+    });
     let shutdown = async move {
         shutdown.await;
         let _ = close.send(true);

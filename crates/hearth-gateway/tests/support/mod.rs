@@ -46,11 +46,11 @@ impl Stack {
         Stack::start_with(bus, executor, |_| {}).await
     }
 
-    /// [`Stack::start`] with the gateway's configuration changed by `tweak`.
+    /// As [`Stack::start`], with the gateway's configuration changed by `configure` first.
     pub async fn start_with(
         bus: BusConfig,
         executor: bool,
-        tweak: impl FnOnce(&mut GatewayConfig),
+        configure: impl FnOnce(&mut GatewayConfig),
     ) -> anyhow::Result<Stack> {
         let nats = NatsServer::start()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -58,7 +58,7 @@ impl Stack {
         let mut config = GatewayConfig::new(nats.url.clone());
         config.bus = bus.clone();
         config.executor_stale = Duration::from_secs(2);
-        tweak(&mut config);
+        configure(&mut config);
         let (stop, stopped) = oneshot::channel();
         let handle = tokio::spawn(async move {
             hearth_gateway::serve(listener, config, async {

@@ -1,6 +1,6 @@
 //! A run's events, in order: [`EventSink`] publishes to the session's subject and keeps a
 //! bounded window of unconfirmed publishes; [`forward`] turns the sandbox's output chunks
-//! into `output` events: the first chunk after a quiet spell at once, what follows gathered
+//! into `output` events: after a quiet spell, as soon as a line ends; what follows gathered
 //! for a few milliseconds (never until the end), never splitting a UTF-8 character across
 //! two events when it can wait for the rest.
 
@@ -95,11 +95,19 @@ impl Out<'_> {
         Ok(())
     }
 
-    /// When output gathered from now on is due: at once after a quiet period, else one
-    /// `coalesce` after the last event.
+    /// No event went out for a `coalesce` period.
+    fn quiet(&self, now: Instant) -> bool {
+        !matches!(self.last, Some(t) if now < t + self.coalesce)
+    }
+
+    /// When output gathered from now on is due: one `coalesce` after the last event, or
+    /// from now after a quiet spell (sooner when a line ends, see [`forward`]).
     fn due(&self) -> Instant {
         let now = Instant::now();
-        self.last.map_or(now, |t| (t + self.coalesce).max(now))
+        match self.last {
+            Some(t) if now < t + self.coalesce => t + self.coalesce,
+            _ => now + self.coalesce,
+        }
     }
 
     /// Publishes what is gathered, keeping back an incomplete UTF-8 character for one more
@@ -126,10 +134,11 @@ impl Out<'_> {
 }
 
 /// Publishes the output of `events` as `output` events until the channel closes; at most
-/// `cap` bytes in all (the run's output limit). The first chunk after a quiet period goes
-/// out at once (the first byte is not held back); what follows within `coalesce` of an
-/// event is gathered into the next one, so a chatty program makes at most one event per
-/// `coalesce` (or per 64 KiB). Returns when the first `output` event was published (µs
+/// `cap` bytes in all (the run's output limit). After a quiet period, output goes out as
+/// soon as a line ends (or `coalesce` later without one): the first line is not held back,
+/// and is not cut from its newline (`print` writes the two separately).
+/// What follows within `coalesce` of an event is gathered into the next one, so a chatty
+/// program makes at most one event per `coalesce` (or per 64 KiB). Returns when the first `output` event was published (µs
 /// since the epoch), if any was.
 pub async fn forward(
     sink: &mut EventSink,
@@ -160,7 +169,9 @@ pub async fn forward(
                     let due = out.due();
                     let g = gathered.get_or_insert_with(|| Gathered { stream, buf: Vec::new(), due });
                     g.buf.extend_from_slice(data);
-                    if g.buf.len() >= FLUSH_BYTES || g.due <= Instant::now() {
+                    let now = Instant::now();
+                    let line_after_quiet = g.buf.ends_with(b"\n") && out.quiet(now);
+                    if g.buf.len() >= FLUSH_BYTES || g.due <= now || line_after_quiet {
                         out.flush(&mut gathered).await?;
                     }
                 }

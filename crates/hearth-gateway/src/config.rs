@@ -31,6 +31,9 @@ pub struct GatewayConfig {
     pub auth: Auth,
     /// Per-user limits by tier (default: none).
     pub tiers: Tiers,
+    /// Events a WebSocket may hold unsent before it stops being fed live and catches up
+    /// from the stream instead (a slow client costs bounded memory).
+    pub ws_inbox: usize,
     /// The browser UI's directory (`web/dist`); `None`: `/` says the UI is not built.
     pub web_dir: Option<PathBuf>,
 }
@@ -47,6 +50,7 @@ impl GatewayConfig {
             limits_max: Limits::MAX,
             auth: Auth::dev(),
             tiers: Tiers::single(Tier::UNLIMITED),
+            ws_inbox: crate::hub::INBOX,
             web_dir: None,
         }
     }

@@ -3,7 +3,8 @@
 //! confirmed JetStream publish (503 + Retry-After when the queue is full), answers at once
 //! or, with `?wait=true`, with the final result; and streams a session's events over a
 //! WebSocket from the replayable `EVENTS` stream, with `seq` = the stream sequence so a
-//! reconnect with `since=` resumes exactly.
+//! reconnect with `since=` resumes exactly. One consumer per gateway feeds every socket
+//! ([`hub`]), so idle sockets cost the NATS server nothing.
 //!
 //! Layout:
 //! - [`config`]: `GatewayConfig` with explicit defaults.
@@ -12,6 +13,7 @@
 //! - [`limits`]: per-user request rate and runs in flight, per tier.
 //! - [`runs`]: `POST /v1/runs`, `GET /v1/runs/{id}`, validation and submission.
 //! - [`ws`]: `GET /v1/ws`: session events out, `run`/`stdin`/`kill` frames in.
+//! - [`hub`]: one feed of every session's events per gateway, fanned out to its sockets.
 //! - [`control`]: `stdin` and `kill` for a run of the asker's own session.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `GET /v1/languages`.
 //! - [`executors`]: executor heartbeats: who is online, what languages exist.
@@ -44,6 +46,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod executors;
+pub mod hub;
 pub mod limits;
 pub mod metrics;
 pub mod ops;
@@ -73,6 +76,8 @@ pub enum GatewayError {
     Serve(std::io::Error),
     #[error("refusing anonymous access on {0}: dev mode (no API keys) serves loopback only; configure API keys or listen on 127.0.0.1")]
     AnonymousNotLoopback(std::net::SocketAddr),
+    #[error("reading the events stream: {0}")]
+    Feed(String),
 }
 
 /// What every handler shares.
@@ -85,6 +90,8 @@ pub struct AppState {
     pub limiter: limits::Limiter,
     /// This gateway's id: executors tell it on `hearth.gateway.<id>.done` when its runs end.
     pub id: String,
+    /// The sockets open here by session, fed from one consumer of `EVENTS`.
+    pub hub: Arc<hub::Hub>,
     /// Runs this gateway accepted and how long they took (for `/v1/status`).
     pub latency: Arc<status::Latency>,
     pub queue_cache: status::QueueCache,
@@ -129,9 +136,13 @@ pub async fn serve(
     }
     let bus = Bus::connect(&config.nats_url, "hearth-gateway", config.bus.clone()).await?;
     let executors = Arc::new(executors::Executors::new(config.executor_stale));
-    let heartbeats = tokio::spawn(executors::listen(bus.client.clone(), executors.clone()));
+    let _heartbeats = AbortOnDrop(tokio::spawn(executors::listen(bus.client.clone(), executors.clone())));
     let latency = Arc::new(status::Latency::default());
-    let results = tokio::spawn(status::listen(bus.client.clone(), latency.clone()));
+    let _results = AbortOnDrop(tokio::spawn(status::listen(bus.client.clone(), latency.clone())));
+    // The feed starts after what is stored now; a socket reads anything older itself.
+    let from = bus.events.get_info().await.map_err(|e| GatewayError::Feed(e.to_string()))?.state.last_sequence;
+    let hub = Arc::new(hub::Hub::new(config.ws_inbox));
+    let _feed = AbortOnDrop(tokio::spawn(hub::feed(hub.clone(), bus.events.clone(), from)));
     let (close, closing) = tokio::sync::watch::channel(false);
     let id = uuid::Uuid::now_v7().simple().to_string();
     let subject = hearth_bus::names::done_subject(&id);
@@ -147,11 +158,12 @@ pub async fn serve(
         metrics: metrics::Metrics::default(),
         limiter: limits::Limiter::default(),
         id,
+        hub,
         latency,
         queue_cache: status::QueueCache::default(),
         closing,
     });
-    let notices = tokio::spawn(runs::listen_for_ends(state.clone(), done));
+    let _notices = AbortOnDrop(tokio::spawn(runs::listen_for_ends(state.clone(), done)));
     let shutdown = async move {
         shutdown.await;
         let _ = close.send(true);
@@ -160,8 +172,14 @@ pub async fn serve(
         tracing::info!(%addr, "gateway listening");
     }
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
-    heartbeats.abort();
-    notices.abort();
-    results.abort();
     result.map_err(GatewayError::Serve)
+}
+
+/// A background task that ends with the gateway, also when its future is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

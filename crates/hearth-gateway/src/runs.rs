@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use hearth_bus::control::Done;
 use hearth_bus::event::{self, EventHead};
 use hearth_bus::{names, Job};
-use hearth_proto::api::{Encoding, RunRequest, RunResult};
+use hearth_proto::api::{Encoding, RunRequest, RunResult, Timing};
 use hearth_proto::{ids, Limits, Status};
 use serde::Deserialize;
 use serde_json::json;
@@ -234,11 +234,12 @@ async fn submit(
     run_id: String,
     limits_max: Option<Limits>,
 ) -> Result<Accepted, ApiError> {
+    let received_us = Timing::now_us();
     let started = std::time::Instant::now();
     let accepted = Accepted { run_id: run_id.clone(), session_id: req.session_id.clone() };
     let (lang, user_id) = (req.lang.clone(), req.user_id.clone());
     let notify = Some(names::done_subject(&state.id));
-    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms(), notify, limits_max };
+    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms(), received_us, notify, limits_max };
     let payload = serde_json::to_vec(&job).map_err(|e| ApiError::Internal(format!("encoding a job: {e}")))?;
     if payload.len() > state.bus.max_payload() {
         return Err(ApiError::TooLarge(format!(

@@ -100,9 +100,10 @@ impl Stack {
         self.wait_online(self.executors.len()).await
     }
 
-    /// Polls `/readyz` until the gateway counts `n` executors online, within 20 s.
+    /// Polls `/readyz` until the gateway counts `n` executors online, within 60 s (an
+    /// executor probes 31 runtimes' versions as it starts: slow on a loaded machine).
     pub async fn wait_online(&self, n: usize) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(a) = get(self.addr, "/readyz").await {
                 if a.status == 200 && a.json()["executors"].as_u64() >= Some(n as u64) {
@@ -113,7 +114,7 @@ impl Stack {
                 bail!("an executor stopped by itself");
             }
             if Instant::now() > deadline {
-                bail!("the gateway did not see {n} executors within 20 s");
+                bail!("the gateway did not see {n} executors within 60 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

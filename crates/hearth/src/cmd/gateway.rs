@@ -54,6 +54,7 @@ impl Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
+    super::raise_fd_limit(super::GATEWAY_FILES);
     let config = args.config()?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;

@@ -117,6 +117,7 @@ async fn wait_listening(child: &mut Child, port: u16, log: &Path) -> anyhow::Res
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     let (auth, tiers) = args.access.build(true)?;
+    super::raise_fd_limit(super::GATEWAY_FILES);
     let (nats_child, nats_url) = match &args.nats {
         Some(url) => (None, url.clone()),
         None => {

@@ -135,7 +135,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
-    announce(&gateway_config.auth, &format!("http://{addr}"));
+    let auth = gateway_config.auth.clone();
     let (stop, stopped) = watch::channel(false);
     let on_stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.changed().await;
@@ -162,6 +162,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         None => {
             let mode = if anonymous { "dev mode: anonymous, loopback only" } else { "API keys required" };
             println!("hearth is up: http://{addr}  ({mode}; nats {nats_url}; Ctrl-C stops)");
+            announce(&auth, &format!("http://{addr}"));
             tokio::select! {
                 _ = &mut signal => None,
                 r = &mut gateway => Some(format!("the gateway stopped: {}", outcome(r))),

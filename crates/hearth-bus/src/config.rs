@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::security::NatsSecurity;
+
 /// How the `RUNS`/`EVENTS` streams, the `RESULTS` bucket and the executors' consumer are
 /// created.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +23,9 @@ pub struct BusConfig {
     pub ack_wait: Duration,
     /// Deliveries of one run; the last one is not run but answered with `internal_error`.
     pub max_deliver: i64,
+    /// Credentials and TLS of the connection itself (not a stream bound, but it travels
+    /// with the rest of what every process needs to reach NATS).
+    pub security: NatsSecurity,
 }
 
 impl Default for BusConfig {
@@ -33,6 +38,7 @@ impl Default for BusConfig {
             results_ttl: Duration::from_secs(3600),
             ack_wait: Duration::from_secs(15),
             max_deliver: 3,
+            security: NatsSecurity::default(),
         }
     }
 }

@@ -35,11 +35,8 @@ impl Bus {
     /// Connects to `url` as `name`, refuses servers older than [`MIN_SERVER`], and creates
     /// the streams, the bucket and the executors' consumer where they are missing.
     pub async fn connect(url: &str, name: &str, config: BusConfig) -> Result<Bus, BusError> {
-        let client = async_nats::ConnectOptions::new()
-            .name(name)
-            .connect(url)
-            .await
-            .map_err(|source| BusError::Connect { url: url.to_string(), source })?;
+        let options = config.security.apply(async_nats::ConnectOptions::new().name(name)).await?;
+        let client = options.connect(url).await.map_err(|source| BusError::Connect { url: url.to_string(), source })?;
         let version = client.server_info().version;
         match parse_version(&version) {
             Some(v) if v >= MIN_SERVER => {}

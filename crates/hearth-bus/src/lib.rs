@@ -6,6 +6,7 @@
 //! Layout:
 //! - [`names`]: subjects, stream, bucket and consumer names.
 //! - [`config`]: `BusConfig`, the bounds and retention of what is created.
+//! - [`security`]: NATS credentials (user/password, token, nkey, creds file) and TLS.
 //! - [`connect`]: `Bus` (client + JetStream handles), connect, version check, ensure.
 //! - [`event`]: session events (`status`, `output`, `result`) and the `seq` splice.
 //! - [`job`]: a run request as queued on `code.run`.
@@ -23,9 +24,11 @@ pub mod event;
 pub mod heartbeat;
 pub mod job;
 pub mod names;
+pub mod security;
 
 pub use config::BusConfig;
 pub use connect::Bus;
 pub use error::BusError;
 pub use heartbeat::{Heartbeat, LanguageInfo};
 pub use job::Job;
+pub use security::NatsSecurity;

@@ -52,7 +52,16 @@ impl Stack {
         executor: bool,
         configure: impl FnOnce(&mut GatewayConfig),
     ) -> anyhow::Result<Stack> {
-        let nats = NatsServer::start()?;
+        Stack::start_on(NatsServer::start()?, bus, executor, configure).await
+    }
+
+    /// As [`Stack::start_with`], on a given nats-server (with auth or TLS, say).
+    pub async fn start_on(
+        nats: NatsServer,
+        bus: BusConfig,
+        executor: bool,
+        configure: impl FnOnce(&mut GatewayConfig),
+    ) -> anyhow::Result<Stack> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let mut config = GatewayConfig::new(nats.url.clone());

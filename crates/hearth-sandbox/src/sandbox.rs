@@ -32,6 +32,11 @@ pub trait Backend: Send {
     fn alive(&mut self) -> bool;
     /// Kills everything and removes every trace (processes, cgroups, files).
     fn destroy(self: Box<Self>) -> BoxFuture<'static, Result<(), SandboxError>>;
+    /// How long past a run's own limits the host waits for the agent's result before it
+    /// calls the sandbox hung (an emulated guest needs longer to wind a run down).
+    fn grace(&self) -> Duration {
+        GRACE
+    }
 }
 
 /// Something the run's owner asks for while it runs.
@@ -143,7 +148,8 @@ impl Sandbox {
         self.backend.prepare(&first)?;
         self.conn.send(&HostFrame::Run(Box::new(job.clone()))).await?;
         let compile_ms = job.compile.as_ref().map_or(0, |c| c.limits.wall_ms);
-        let mut deadline = Instant::now() + Duration::from_millis(compile_ms + job.run.limits.wall_ms) + GRACE;
+        let grace = self.backend.grace();
+        let mut deadline = Instant::now() + Duration::from_millis(compile_ms + job.run.limits.wall_ms) + grace;
         let cap = job.run.limits.output_bytes as usize;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         loop {
@@ -167,7 +173,7 @@ impl Sandbox {
                         if job.compile.is_some() {
                             self.backend.prepare(&job.run.limits)?;
                         }
-                        deadline = Instant::now() + Duration::from_millis(job.run.limits.wall_ms) + GRACE;
+                        deadline = Instant::now() + Duration::from_millis(job.run.limits.wall_ms) + grace;
                         if let Some(tx) = &events {
                             let _ = tx.send(RunEvent::Started).await;
                         }
@@ -194,19 +200,21 @@ impl Sandbox {
                     None => control = None,
                 },
                 _ = sleep_until(deadline.into()) => {
-                    return Err(SandboxError::Hung { id: self.id.clone(), waited: GRACE });
+                    return Err(SandboxError::Hung { id: self.id.clone(), waited: grace });
                 }
             }
         }
     }
 
     /// Adds what only the host can see to the agent's report: an OOM kill in the sandbox's
-    /// cgroup turns a death by signal or a failure into `memory_limit`.
+    /// cgroup (or, in a VM, in the guest's run cgroup, as the agent reports it) turns a death
+    /// by signal or a failure into `memory_limit`.
     fn judge(&self, mut r: AgentResult) -> AgentResult {
-        let oom = self.backend.oom_kills() > 0;
+        // The host's cgroup (process driver) or the agent's own in the guest (VM drivers).
+        let oom = self.backend.oom_kills() + r.oom_kills > 0;
         if oom && matches!(r.status, Status::Signaled | Status::RuntimeError | Status::CpuLimit) {
             r.status = Status::MemoryLimit;
-            r.memory_kb = r.memory_kb.max(self.backend.peak_kb());
+            r.memory_kb = r.memory_kb.max(self.backend.peak_kb()).max(r.cgroup_peak_kb);
         }
         if oom && r.status == Status::CompileError {
             r.message.get_or_insert_with(|| "the compiler ran out of memory".into());

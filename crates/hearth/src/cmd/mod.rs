@@ -4,5 +4,6 @@
 pub mod doctor;
 pub mod executor;
 pub mod gateway;
+pub mod image;
 pub mod run;
 pub mod up;

@@ -146,6 +146,7 @@ fn run_steps(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> 
         return blank(Status::InternalError, Some(m));
     }
     let mut compile = None;
+    let (mut stdin, mut keep_stdin_open) = (req.stdin.clone(), req.keep_stdin_open);
     if let Some(step) = &req.compile {
         if let Err(m) = guest_limits(&step.limits) {
             return blank(Status::SandboxError, Some(m));
@@ -160,6 +161,8 @@ fn run_steps(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> 
         };
         let failed = out.status != Status::Ok;
         let status = out.status;
+        stdin.extend_from_slice(&out.later_stdin);
+        keep_stdin_open &= !out.later_eof;
         compile = Some(CompileResult {
             status,
             exit_code: out.exit_code,
@@ -192,7 +195,7 @@ fn run_steps(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> 
         }
     };
     match exec {
-        Ok(exec) => finish(exec.wait(chan, req.stdin.clone(), req.keep_stdin_open), compile),
+        Ok(exec) => finish(exec.wait(chan, stdin, keep_stdin_open), compile),
         Err(m) => {
             let mut r = blank(Status::SandboxError, Some(m));
             r.compile = compile;

@@ -9,6 +9,7 @@
 //! - [`connect`]: `Bus` (client + JetStream handles), connect, version check, ensure.
 //! - [`event`]: session events (`status`, `output`, `result`) and the `seq` splice.
 //! - [`job`]: a run request as queued on `code.run`.
+//! - [`control`]: stdin/kill for a running run, and the "run ended" notice to its gateway.
 //! - [`heartbeat`]: what an executor says about itself every second or two.
 //! - [`error`]: the `BusError`.
 
@@ -16,6 +17,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod control;
 pub mod error;
 pub mod event;
 pub mod heartbeat;

@@ -10,12 +10,13 @@ use std::time::Duration;
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::Message;
 use futures_util::StreamExt;
+use hearth_bus::control::{ControlMsg, Done};
 use hearth_bus::{event, names, Bus, Job};
 use hearth_proto::api::{Encoding, RunResult};
 use hearth_proto::frame::FileSpec;
 use hearth_proto::{ids, Status};
 use hearth_sandbox::{Control, JobInput, Language, Languages, Pool, Sandbox};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::ExecutorConfig;
 use crate::error::{Next, RunError};
@@ -34,6 +35,22 @@ pub struct Worker {
     pub driver: &'static str,
     pub busy: AtomicUsize,
     pub done: AtomicU64,
+}
+
+/// A run's stdin/kill requests, as they come from its control subject.
+struct Controls {
+    rx: mpsc::Receiver<Control>,
+    /// Turns true on a kill, so a run not started yet is not started at all.
+    killed: watch::Receiver<bool>,
+    _listener: Option<AbortOnDrop<()>>,
+}
+
+/// Whether this delivery may run the run.
+enum Claim {
+    Ours,
+    /// The run already ended (cancelled while queued, or finished on an earlier delivery
+    /// whose ack was lost): it is not run again.
+    Ended(Status),
 }
 
 /// Counts a run as busy while it lives.
@@ -75,18 +92,33 @@ impl Worker {
         let base = RunResult {
             run_id: job.run_id.clone(),
             session_id: req.session_id.clone(),
+            user_id: req.user_id.clone(),
             lang: req.lang.clone(),
             ..RunResult::default()
         };
+        // Listening before the claim: a gateway that finds the run claimed sends its kill
+        // to this subject, and it must arrive.
+        let controls = self.listen_for_control(&job.run_id).await;
+        let revision = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(hearth_bus::job::QUEUED_REVISION))
+            .and_then(|v| v.as_str().parse::<u64>().ok());
+        if let Claim::Ended(status) = self.claim(&job, revision, &base).await {
+            tracing::debug!(run = %job.run_id, %status, "run already ended; not running it");
+            let _ = msg.ack().await;
+            self.notify_done(&job).await;
+            return;
+        }
         if delivered >= self.config.bus.max_deliver {
             tracing::warn!(run = %job.run_id, delivered, "run exhausted its deliveries; reporting internal_error");
             let message = format!("the run was started {} times and no executor finished it", delivered - 1);
             let result = RunResult { status: Some(Status::InternalError), message: Some(message), ..base };
-            self.finish(&msg, &mut sink, result).await;
+            self.finish(&msg, &job, &mut sink, result).await;
             return;
         }
         let mut sandbox = None;
-        let work = self.execute(&job, delivered, &mut sink, &mut sandbox);
+        let work = self.execute(&job, delivered, &mut sink, &mut sandbox, controls);
         let outcome = self.with_progress_acks(&msg, &job.run_id, work).await;
         let result = match outcome {
             Ok(result) => Some(result),
@@ -103,7 +135,7 @@ impl Worker {
             },
         };
         if let Some(result) = result {
-            self.finish(&msg, &mut sink, result).await;
+            self.finish(&msg, &job, &mut sink, result).await;
         }
         if let Some(sb) = sandbox {
             let id = sb.id().to_string();
@@ -113,8 +145,55 @@ impl Worker {
         }
     }
 
+    /// Claims the run: replaces the `queued` state the gateway stored (exactly that
+    /// revision) with `running`. A run whose stored state is already final is not run.
+    /// Trouble with the store does not stop the run (it is only logged).
+    async fn claim(&self, job: &Job, queued_revision: Option<u64>, base: &RunResult) -> Claim {
+        let results = &self.bus.results;
+        let running = RunResult { status: Some(Status::Running), ..base.clone() };
+        let running: bytes::Bytes = serde_json::to_vec(&running).expect("a result encodes").into();
+        let mut expected = queued_revision;
+        for _ in 0..3 {
+            if let Some(revision) = expected {
+                if results.update(&job.run_id, running.clone(), revision).await.is_ok() {
+                    return Claim::Ours;
+                }
+            }
+            // Not the revision we knew: someone wrote meanwhile (a cancel, an earlier delivery).
+            match results.entry(&job.run_id).await {
+                Ok(Some(entry)) => {
+                    let stored = serde_json::from_slice::<RunResult>(&entry.value).ok().and_then(|r| r.status);
+                    if let Some(status) = stored.filter(|s| s.is_final()) {
+                        return Claim::Ended(status);
+                    }
+                    expected = Some(entry.revision);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(run = %job.run_id, error = %e, "reading the run's state failed");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = results.put(&job.run_id, running).await {
+            tracing::warn!(run = %job.run_id, error = %e, "storing the running state failed");
+        }
+        Claim::Ours
+    }
+
+    /// Tells the gateway that accepted the run that it has ended (best effort: the gateway
+    /// also ages out what it never hears about).
+    async fn notify_done(&self, job: &Job) {
+        let Some(subject) = job.notify.clone() else { return };
+        let done = Done { run_id: job.run_id.clone(), user_id: job.request.user_id.clone() };
+        let payload = serde_json::to_vec(&done).expect("a notice encodes");
+        if let Err(e) = self.bus.client.publish(subject, payload.into()).await {
+            tracing::debug!(run = %job.run_id, error = %e, "telling the gateway the run ended failed");
+        }
+    }
+
     /// Stores the result, publishes the `result` event after every earlier event, acks.
-    async fn finish(&self, msg: &Message, sink: &mut EventSink, mut result: RunResult) {
+    async fn finish(&self, msg: &Message, job: &Job, sink: &mut EventSink, mut result: RunResult) {
         fit(&mut result, self.bus.max_payload().saturating_sub(PAYLOAD_MARGIN));
         // Stored before the `result` event goes out: whoever sees the event can read it.
         let stored = async {
@@ -132,6 +211,7 @@ impl Worker {
                     tracing::warn!(run = %result.run_id, error = %e, "ack failed; the run may be redelivered");
                 }
                 self.done.fetch_add(1, Ordering::Relaxed);
+                self.notify_done(job).await;
                 tracing::debug!(run = %result.run_id, status = ?result.status, wall_ms = result.wall_ms, "run done");
             }
             Err(e) => {
@@ -166,6 +246,7 @@ impl Worker {
         attempt: i64,
         sink: &mut EventSink,
         sandbox: &mut Option<Sandbox>,
+        controls: Controls,
     ) -> Result<RunResult, RunError> {
         let req = &job.request;
         let run_id = job.run_id.as_str();
@@ -178,79 +259,81 @@ impl Worker {
                 stdin: req.stdin.clone().into_bytes(),
                 args: req.args.clone(),
                 limits,
-                keep_stdin_open: false,
+                keep_stdin_open: req.interactive,
                 entry: req.entry.clone(),
             })
             .map_err(|e| RunError::Job { run_id: run_id.to_string(), message: e.to_string() })?;
         sink.publish(event::running(&req.session_id, run_id, &self.config.id, attempt)).await?;
-        let running = RunResult {
-            run_id: run_id.to_string(),
-            session_id: req.session_id.clone(),
-            lang: req.lang.clone(),
-            status: Some(Status::Running),
-            ..RunResult::default()
-        };
-        let running = serde_json::to_vec(&running).expect("a result encodes");
-        let (stored, acquired) =
-            tokio::join!(self.bus.results.put(run_id, running.into()), self.pool.acquire_for(&language.id));
-        if let Err(e) = stored {
-            tracing::warn!(run = %run_id, error = %e, "storing the running state failed");
-        }
+        let acquired = self.pool.acquire_for(&language.id).await;
         let sb = sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+        if *controls.killed.borrow() {
+            let message = Some("killed before it started".to_string());
+            let (session_id, user_id, lang) = (req.session_id.clone(), req.user_id.clone(), req.lang.clone());
+            let status = Some(Status::Cancelled);
+            return Ok(RunResult {
+                run_id: run_id.into(),
+                session_id,
+                user_id,
+                lang,
+                status,
+                message,
+                ..Default::default()
+            });
+        }
         let (events_tx, events_rx) = mpsc::channel(256);
-        let (control_tx, control_rx) = mpsc::channel(16);
-        let control = self.listen_for_control(run_id, control_tx).await;
+        let Controls { rx: control_rx, _listener: listener, .. } = controls;
         let run = sb.run(&agent_run, Some(events_tx), Some(control_rx));
         let streamed = forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, limits.output_bytes);
         let (outcome, streamed) = tokio::join!(run, streamed);
-        drop(control);
+        drop(listener);
         let outcome = outcome.map_err(|source| RunError::Sandbox { run_id: run_id.to_string(), source })?;
         streamed?;
-        Ok(outcome.to_api(run_id, &req.session_id, &req.lang))
+        Ok(RunResult { user_id: req.user_id.clone(), ..outcome.to_api(run_id, &req.session_id, &req.lang) })
     }
 
-    /// Forwards `stdin`/`kill` requests on the run's control subject to the sandbox.
-    async fn listen_for_control(&self, run_id: &str, tx: mpsc::Sender<Control>) -> Option<AbortOnDrop<()>> {
+    /// Subscribes to the run's control subject and forwards what comes to the sandbox:
+    /// stdin (then a close on `eof`) and kill.
+    async fn listen_for_control(&self, run_id: &str) -> Controls {
+        let (tx, rx) = mpsc::channel(64);
+        let (killed_tx, killed) = watch::channel(false);
         let mut sub = match self.bus.client.subscribe(names::control_subject(run_id)).await {
             Ok(sub) => sub,
             Err(e) => {
-                tracing::warn!(run = %run_id, error = %e, "no control subscription: kill will not reach this run");
-                return None;
+                tracing::warn!(run = %run_id, error = %e, "no control subscription: stdin and kill will not reach this run");
+                return Controls { rx, killed, _listener: None };
             }
         };
-        Some(AbortOnDrop(tokio::spawn(async move {
+        let listener = AbortOnDrop(tokio::spawn(async move {
             while let Some(m) = sub.next().await {
-                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) else {
+                let Ok(msg) = serde_json::from_slice::<ControlMsg>(&m.payload) else {
                     continue;
                 };
-                let control = match v.get("type").and_then(|t| t.as_str()) {
-                    Some("kill") => Control::Kill,
-                    Some("stdin") => {
-                        Control::Stdin(v.get("data").and_then(|d| d.as_str()).unwrap_or("").as_bytes().to_vec())
+                let controls = match msg {
+                    ControlMsg::Kill => {
+                        let _ = killed_tx.send(true);
+                        vec![Control::Kill]
                     }
-                    Some("close_stdin") => Control::CloseStdin,
-                    _ => continue,
+                    ControlMsg::Stdin { data, eof } => {
+                        let data = (!data.is_empty()).then(|| Control::Stdin(data.into_bytes()));
+                        data.into_iter().chain(eof.then_some(Control::CloseStdin)).collect()
+                    }
                 };
-                if tx.send(control).await.is_err() {
-                    return;
+                for control in controls {
+                    if tx.send(control).await.is_err() {
+                        return;
+                    }
                 }
             }
-        })))
+        }));
+        Controls { rx, killed, _listener: Some(listener) }
     }
 }
 
-/// Where single-file `code` goes: the language's entry file name, hidden (`.main.py`), so
-/// the work dir a program lists holds only what the program itself made (the
-/// `concurrent-isolation` field case lists it and expects only its own file).
-fn code_file(language: &Language) -> String {
-    format!(".{}", language.file)
-}
-
-/// The request's files (or its code under [`code_file`]).
+/// The request's files (or its code under [`Language::code_file`]).
 fn files(req: &hearth_proto::api::RunRequest, language: &Language) -> Result<Vec<FileSpec>, RunError> {
     let mut out = Vec::new();
     if let Some(code) = &req.code {
-        out.push(FileSpec { path: code_file(language), data: code.clone().into_bytes(), executable: false });
+        out.push(FileSpec { path: language.code_file(), data: code.clone().into_bytes(), executable: false });
     }
     for f in &req.files {
         let data = match f.encoding {

@@ -9,6 +9,7 @@
 //! - [`config`]: `GatewayConfig` with explicit defaults.
 //! - [`runs`]: `POST /v1/runs`, `GET /v1/runs/{id}`, validation and submission.
 //! - [`ws`]: `GET /v1/ws`: session events out, `run`/`stdin`/`kill` frames in.
+//! - [`control`]: `stdin` and `kill` for a run of the asker's own session.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `GET /v1/languages`.
 //! - [`executors`]: executor heartbeats: who is online, what languages exist.
 //! - [`metrics`]: counters, rendered as Prometheus text.
@@ -33,6 +34,7 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod executors;
 pub mod metrics;

@@ -20,9 +20,28 @@ use hearth_proto::{ids, Status};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::control::{self, Asker};
 use crate::error::ApiError;
 use crate::runs;
 use crate::AppState;
+
+/// `{"type":"stdin","run_id","data"?,"eof"?}` (the `type` already taken off).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StdinFrame {
+    run_id: String,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    eof: bool,
+}
+
+/// `{"type":"kill","run_id"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillFrame {
+    run_id: String,
+}
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -74,6 +93,7 @@ async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, mu
     state.metrics.ws_open.fetch_add(1, Ordering::Relaxed);
     let _open = Open(&state.metrics.ws_open);
     let (mut out, mut incoming) = socket.split();
+    let mut asker = Asker::new(session_id.clone(), None);
     let mut closing = state.closing.clone();
     loop {
         tokio::select! {
@@ -84,6 +104,12 @@ async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, mu
             ev = events.next() => match ev {
                 Some(Ok(msg)) => {
                     let Ok(info) = msg.info() else { continue };
+                    if asker.remembers_any() {
+                        match serde_json::from_slice::<event::EventHead>(&msg.payload) {
+                            Ok(head) if head.is_result() => asker.forget(&head.run_id),
+                            _ => {}
+                        }
+                    }
                     let Some(text) = event::with_seq(&msg.payload, info.stream_sequence) else { continue };
                     if out.send(Message::Text(text.into())).await.is_err() {
                         break;
@@ -99,7 +125,7 @@ async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, mu
             },
             frame = incoming.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = client_frame(&state, &session_id, text.as_str()).await;
+                    let reply = client_frame(&state, &mut asker, text.as_str()).await;
                     if out.send(Message::Text(reply.into())).await.is_err() {
                         break;
                     }
@@ -118,23 +144,27 @@ async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, mu
 }
 
 /// Handles one client frame; answers with an `accepted`, `sent` or `error` frame.
-async fn client_frame(state: &AppState, session_id: &str, text: &str) -> String {
-    match client_frame_inner(state, session_id, text).await {
+async fn client_frame(state: &AppState, asker: &mut Asker, text: &str) -> String {
+    match client_frame_inner(state, asker, text).await {
         Ok(reply) => reply.to_string(),
         Err(e) => error_frame(&e),
     }
 }
 
-async fn client_frame_inner(state: &AppState, session_id: &str, text: &str) -> Result<serde_json::Value, ApiError> {
+fn frame_of<T: serde::de::DeserializeOwned>(kind: &str, frame: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(frame).map_err(|e| ApiError::BadRequest(format!("invalid {kind} frame: {e}")))
+}
+
+async fn client_frame_inner(state: &AppState, asker: &mut Asker, text: &str) -> Result<serde_json::Value, ApiError> {
+    let session_id = asker.session_id.clone();
     let mut frame: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ApiError::BadRequest(format!("frame is not JSON: {e}")))?;
     let obj = frame.as_object_mut().ok_or_else(|| ApiError::BadRequest("frame is not a JSON object".into()))?;
     let kind = obj.remove("type").and_then(|t| t.as_str().map(str::to_owned)).unwrap_or_default();
     match kind.as_str() {
         "run" => {
-            obj.entry("session_id").or_insert_with(|| session_id.into());
-            let req: RunRequest =
-                serde_json::from_value(frame).map_err(|e| ApiError::BadRequest(format!("invalid run frame: {e}")))?;
+            obj.entry("session_id").or_insert_with(|| session_id.clone().into());
+            let req: RunRequest = frame_of("run", frame)?;
             if req.session_id != session_id {
                 return Err(ApiError::BadRequest("a run frame's session_id must be the socket's".into()));
             }
@@ -144,20 +174,18 @@ async fn client_frame_inner(state: &AppState, session_id: &str, text: &str) -> R
             body["type"] = "accepted".into();
             Ok(body)
         }
-        "stdin" | "kill" => {
-            let run_id = obj.get("run_id").and_then(|r| r.as_str()).unwrap_or_default().to_owned();
-            ids::validate("run_id", &run_id)?;
-            let mut control = json!({"type": kind});
-            if kind == "stdin" {
-                control["data"] = obj.get("data").cloned().unwrap_or_else(|| "".into());
+        "stdin" => {
+            let f: StdinFrame = frame_of("stdin", frame)?;
+            if f.data.is_none() && !f.eof {
+                return Err(ApiError::BadRequest("a stdin frame needs data, eof: true, or both".into()));
             }
-            state
-                .bus
-                .client
-                .publish(names::control_subject(&run_id), control.to_string().into())
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("sending {kind}: {e}")))?;
-            Ok(json!({"type": "sent", "run_id": run_id, "what": kind}))
+            control::stdin(state, asker, &f.run_id, f.data.unwrap_or_default(), f.eof).await?;
+            Ok(json!({"type": "sent", "run_id": f.run_id, "what": "stdin"}))
+        }
+        "kill" => {
+            let f: KillFrame = frame_of("kill", frame)?;
+            control::kill(state, asker, &f.run_id).await?;
+            Ok(json!({"type": "sent", "run_id": f.run_id, "what": "kill"}))
         }
         other => Err(ApiError::BadRequest(format!("unknown frame type {other:?}: expected run, stdin or kill"))),
     }

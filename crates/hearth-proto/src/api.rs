@@ -46,6 +46,10 @@ pub struct RunRequest {
     pub args: Vec<String>,
     #[serde(default)]
     pub limits: LimitsRequest,
+    /// Keep the program's stdin open after `stdin`, for `stdin` frames over the WebSocket
+    /// (closed by a frame with `eof: true`, or by the run's end).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 /// The final result of a run.
@@ -53,6 +57,9 @@ pub struct RunRequest {
 pub struct RunResult {
     pub run_id: String,
     pub session_id: String,
+    /// The run's owner (the request's `user_id`): who may read it back.
+    #[serde(default)]
+    pub user_id: String,
     pub lang: String,
     pub status: Option<Status>,
     pub exit_code: Option<i32>,

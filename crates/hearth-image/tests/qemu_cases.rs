@@ -1,7 +1,7 @@
 //! Every single-run case of `tests/cases/runs.json` through the qemu driver and the warm
 //! pool (TCG on hosts without a usable KVM), with the verdict the case names and, after
 //! each run, nothing of its VM left on the host. The same checks as the process driver's
-//! `cases` test; time bounds get the slack of a VM's slower start under TCG.
+//! `cases` test; under TCG, time limits and bounds are scaled for the emulated CPU.
 
 #[path = "../../../tests/support/cases.rs"]
 mod cases;
@@ -21,15 +21,12 @@ async fn every_single_run_case_gets_its_verdict_in_a_qemu_vm() {
     let langs = support::image().languages().unwrap();
     // Interpreters start several times slower under TCG than on the host: a case's time
     // bound (which is about the slot not freezing) gets that start-up on top.
-    let tcg = driver.accel() != Accel::Kvm;
-    let slack_ms = if tcg { 6_000 } else { 1_000 };
-    // And a case that sets no time limits gets the default ones scaled for an emulated CPU
-    // (a case's own limits are what it is about, and stay).
-    let defaults = if tcg {
-        Limits { wall_ms: Limits::DEFAULT.wall_ms * 4, cpu_ms: Limits::DEFAULT.cpu_ms * 4, ..Limits::DEFAULT }
-    } else {
-        Limits::DEFAULT
-    };
+    // An emulated CPU (TCG) runs interpreters several times slower than the host: every
+    // time limit of a case (its own or the default) is scaled by this factor, and its time
+    // bound (which is about the slot not freezing) by the same plus a VM's start. The
+    // verdicts asked for stay the same.
+    let factor = if driver.accel() == Accel::Kvm { 1 } else { 4 };
+    let slack_ms = if factor == 1 { 1_000 } else { 6_000 };
     eprintln!("qemu driver with {:?}", driver.accel());
     // A few VMs, runs one after another: lean on a 2-core host.
     let pool = Pool::start(driver.clone(), PoolConfig { warm: 2, max_creating: 1, ..PoolConfig::default() });
@@ -39,7 +36,9 @@ async fn every_single_run_case_gets_its_verdict_in_a_qemu_vm() {
         for (lang, code) in case.programs() {
             let language =
                 langs.get(&lang).unwrap_or_else(|| panic!("{}: language {lang} not in the image", case.name));
-            let limits = Limits::resolve(&case.limits.clone().unwrap_or_default(), &defaults, &Limits::MAX);
+            let mut limits = Limits::resolve(&case.limits.clone().unwrap_or_default(), &Limits::DEFAULT, &Limits::MAX);
+            limits.wall_ms *= factor;
+            limits.cpu_ms *= factor;
             let job = language.job_for_code(code.as_bytes(), case.stdin_bytes(), limits);
             let mut sb =
                 timeout(VM_TIMEOUT, pool.acquire_for(language.id.as_str())).await.expect("acquire in time").unwrap();
@@ -59,7 +58,7 @@ async fn every_single_run_case_gets_its_verdict_in_a_qemu_vm() {
             let result = outcome.to_api("run", "session", &lang);
             eprintln!("{:<22} {:>6} ms  {:?}", case.name, elapsed, result.status);
             let mut expect = case.expect.clone();
-            expect.max_ms = expect.max_ms.map(|ms| ms + slack_ms);
+            expect.max_ms = expect.max_ms.map(|ms| ms * factor + slack_ms);
             for f in cases::check(&expect, &result, elapsed) {
                 failures.push(format!("{}: {f}", case.name));
             }

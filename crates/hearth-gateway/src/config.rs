@@ -1,5 +1,6 @@
 //! The gateway's configuration, with explicit defaults.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hearth_bus::BusConfig;
@@ -22,6 +23,8 @@ pub struct GatewayConfig {
     /// Runs' limits as the executors resolve them (for the `?wait=true` bound).
     pub limits_default: Limits,
     pub limits_max: Limits,
+    /// The browser UI's directory (`web/dist`); `None`: `/` says the UI is not built.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -34,6 +37,7 @@ impl GatewayConfig {
             wait_margin: Duration::from_secs(60),
             limits_default: Limits::DEFAULT,
             limits_max: Limits::MAX,
+            web_dir: None,
         }
     }
 }

@@ -12,6 +12,8 @@
 //! - [`control`]: `stdin` and `kill` for a run of the asker's own session.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `GET /v1/languages`.
 //! - [`executors`]: executor heartbeats: who is online, what languages exist.
+//! - [`status`]: `GET /v1/status` (executors, queue depth, recent latency) for the status page.
+//! - [`ui`]: the browser UI's files (`web/dist`) at `/`, `/status` and `/ui/<file>`.
 //! - [`metrics`]: counters, rendered as Prometheus text.
 //! - [`error`]: the `ApiError`, the one mapping of errors to HTTP.
 //!
@@ -40,6 +42,8 @@ pub mod executors;
 pub mod metrics;
 pub mod ops;
 pub mod runs;
+pub mod status;
+pub mod ui;
 pub mod ws;
 
 use std::future::Future;
@@ -69,6 +73,9 @@ pub struct AppState {
     pub config: GatewayConfig,
     pub executors: Arc<executors::Executors>,
     pub metrics: metrics::Metrics,
+    /// Runs this gateway accepted and how long they took (for `/v1/status`).
+    pub latency: Arc<status::Latency>,
+    pub queue_cache: status::QueueCache,
     /// Turns true when the gateway stops: open WebSockets close (graceful shutdown would
     /// otherwise wait for them forever).
     pub closing: tokio::sync::watch::Receiver<bool>,
@@ -85,6 +92,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/status", get(status::status))
+        .route("/", get(ui::index))
+        .route("/status", get(ui::status_page))
+        .route("/ui/{file}", get(ui::asset))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
@@ -102,8 +113,18 @@ pub async fn serve(
     let bus = Bus::connect(&config.nats_url, "hearth-gateway", config.bus.clone()).await?;
     let executors = Arc::new(executors::Executors::new(config.executor_stale));
     let heartbeats = tokio::spawn(executors::listen(bus.client.clone(), executors.clone()));
+    let latency = Arc::new(status::Latency::default());
+    let results = tokio::spawn(status::listen(bus.client.clone(), latency.clone()));
     let (close, closing) = tokio::sync::watch::channel(false);
-    let state = Arc::new(AppState { bus, config, executors, metrics: metrics::Metrics::default(), closing });
+    let state = Arc::new(AppState {
+        bus,
+        config,
+        executors,
+        metrics: metrics::Metrics::default(),
+        latency,
+        queue_cache: status::QueueCache::default(),
+        closing,
+    });
     let shutdown = async move {
         shutdown.await;
         let _ = close.send(true);
@@ -113,5 +134,6 @@ pub async fn serve(
     }
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
     heartbeats.abort();
+    results.abort();
     result.map_err(GatewayError::Serve)
 }

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::AppState;
 
-fn nats_connected(state: &AppState) -> bool {
+pub fn nats_connected(state: &AppState) -> bool {
     state.bus.client.connection_state() == async_nats::connection::State::Connected
 }
 

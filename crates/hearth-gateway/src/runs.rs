@@ -155,6 +155,7 @@ fn is_queue_full(e: &async_nats::jetstream::context::PublishError) -> bool {
 /// Queues a validated run: `queued` event and stored state first (so the session never sees
 /// `running` before `queued`), then the confirmed publish to `RUNS`.
 pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiError> {
+    let started = std::time::Instant::now();
     let run_id = uuid::Uuid::now_v7().to_string();
     let accepted = Accepted { run_id: run_id.clone(), session_id: req.session_id.clone() };
     let (lang, user_id) = (req.lang.clone(), req.user_id.clone());
@@ -186,6 +187,8 @@ pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiEr
     let revision = stored.map_err(|e| unavailable("storing the queued state", e))?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(hearth_bus::job::QUEUED_REVISION, revision.to_string().as_str());
+    // Counted before the publish: a quick run's result can pass before the publish's ack.
+    state.latency.accepted(&run_id, started);
     let published =
         async { state.bus.js.publish_with_headers(names::RUN_SUBJECT, headers, payload.into()).await?.await };
     match published.await {
@@ -194,6 +197,7 @@ pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiEr
             Ok(accepted)
         }
         Err(e) => {
+            state.latency.forget(&run_id);
             // After a lost confirmation (time-out, broken connection) the run may be queued
             // all the same: then it is not ended here, its events will come.
             let surely_not_queued = is_queue_full(&e)

@@ -30,6 +30,9 @@ pub struct Args {
     /// Port of the embedded nats-server (a free one is taken when it is busy).
     #[arg(long, default_value_t = 4222)]
     pub nats_port: u16,
+    /// The browser UI's directory (default: web/dist of this checkout; see docs/ui.md).
+    #[arg(long, env = "HEARTH_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
     #[command(flatten)]
     pub executor: ExecutorArgs,
     #[command(flatten)]
@@ -119,6 +122,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let bus = args.bus.config();
     let mut gateway_config = hearth_gateway::GatewayConfig::new(nats_url.clone());
     gateway_config.bus = bus.clone();
+    gateway_config.web_dir = super::gateway::web_dir(args.web_dir.as_deref());
     let executor_config = args.executor.config(&nats_url, bus);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;

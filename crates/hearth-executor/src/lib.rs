@@ -70,7 +70,9 @@ pub async fn run_with(
         .filter_map(|l| Some(WarmSet { key: l.id.clone(), prepare: l.prepare()?, warm: config.prepared }))
         .filter(|set| set.warm > 0)
         .collect();
-    let pool = Pool::start(driver.clone(), PoolConfig { warm: config.warm, sets, ..PoolConfig::default() });
+    let pool_config =
+        PoolConfig { warm: config.warm, sets, ping_timeout: driver.ping_timeout(), ..PoolConfig::default() };
+    let pool = Pool::start(driver.clone(), pool_config);
     tracing::info!(id = %config.id, slots = config.slots, warm = config.warm, driver = driver.name(), languages = languages.list().len(), "executor started");
     let worker = Arc::new(worker::Worker::new(bus, pool.clone(), languages, config, driver.name()));
     let heartbeat = AbortOnDrop(tokio::spawn(heartbeat::beat(worker.clone())));

@@ -1,7 +1,8 @@
 //! Every single-run case of `tests/cases/runs.json` through the qemu driver and the warm
 //! pool (TCG on hosts without a usable KVM), with the verdict the case names and, after
 //! each run, nothing of its VM left on the host. The same checks as the process driver's
-//! `cases` test; under TCG, time limits and bounds are scaled for the emulated CPU.
+//! `cases` test; under TCG the driver scales time limits for the emulated CPU, and the
+//! cases' time bounds are scaled alike.
 
 #[path = "../../../tests/support/cases.rs"]
 mod cases;
@@ -10,7 +11,7 @@ mod support;
 use std::time::Instant;
 
 use hearth_proto::Limits;
-use hearth_sandbox::{Accel, Pool, PoolConfig};
+use hearth_sandbox::{Driver, Pool, PoolConfig};
 use tokio::time::timeout;
 
 use support::VM_TIMEOUT;
@@ -21,24 +22,22 @@ async fn every_single_run_case_gets_its_verdict_in_a_qemu_vm() {
     let langs = support::image().languages().unwrap();
     // Interpreters start several times slower under TCG than on the host: a case's time
     // bound (which is about the slot not freezing) gets that start-up on top.
-    // An emulated CPU (TCG) runs interpreters several times slower than the host: every
-    // time limit of a case (its own or the default) is scaled by this factor, and its time
-    // bound (which is about the slot not freezing) by the same plus a VM's start. The
-    // verdicts asked for stay the same.
-    let factor = if driver.accel() == Accel::Kvm { 1 } else { 4 };
+    // Under TCG the driver gives runs 4x their wall and CPU limits (the emulated CPU is that
+    // much slower); a case's time bound (about the slot not freezing) gets the same factor
+    // plus a VM's slower start.
+    let factor = driver.time_scale();
     let slack_ms = if factor == 1 { 1_000 } else { 6_000 };
     eprintln!("qemu driver with {:?}", driver.accel());
     // A few VMs, runs one after another: lean on a 2-core host.
-    let pool = Pool::start(driver.clone(), PoolConfig { warm: 2, max_creating: 1, ..PoolConfig::default() });
+    let config = PoolConfig { warm: 2, max_creating: 1, ping_timeout: driver.ping_timeout(), ..PoolConfig::default() };
+    let pool = Pool::start(driver.clone(), config);
     let mut failures = Vec::new();
     let mut ran = 0;
     for case in cases::load().into_iter().filter(cases::Case::is_single_run) {
         for (lang, code) in case.programs() {
             let language =
                 langs.get(&lang).unwrap_or_else(|| panic!("{}: language {lang} not in the image", case.name));
-            let mut limits = Limits::resolve(&case.limits.clone().unwrap_or_default(), &Limits::DEFAULT, &Limits::MAX);
-            limits.wall_ms *= factor;
-            limits.cpu_ms *= factor;
+            let limits = Limits::resolve(&case.limits.clone().unwrap_or_default(), &Limits::DEFAULT, &Limits::MAX);
             let job = language.job_for_code(code.as_bytes(), case.stdin_bytes(), limits);
             let mut sb =
                 timeout(VM_TIMEOUT, pool.acquire_for(language.id.as_str())).await.expect("acquire in time").unwrap();

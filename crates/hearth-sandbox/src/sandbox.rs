@@ -37,6 +37,21 @@ pub trait Backend: Send {
     fn grace(&self) -> Duration {
         GRACE
     }
+    /// How much slower than the host's the sandbox's CPU is (an emulated guest): a run's wall
+    /// and CPU limits are multiplied by it, so a verdict means the same amount of work.
+    fn time_scale(&self) -> u64 {
+        1
+    }
+}
+
+/// `job` with its wall and CPU limits multiplied by `scale`.
+fn scaled(job: &AgentRun, scale: u64) -> AgentRun {
+    let mut job = job.clone();
+    for limits in job.compile.iter_mut().map(|c| &mut c.limits).chain([&mut job.run.limits]) {
+        limits.wall_ms = limits.wall_ms.saturating_mul(scale);
+        limits.cpu_ms = limits.cpu_ms.saturating_mul(scale);
+    }
+    job
 }
 
 /// Something the run's owner asks for while it runs.
@@ -144,6 +159,14 @@ impl Sandbox {
         events: Option<mpsc::Sender<RunEvent>>,
         mut control: Option<mpsc::Receiver<Control>>,
     ) -> Result<RunOutcome, SandboxError> {
+        let scale = self.backend.time_scale();
+        let scaled_job;
+        let job = if scale > 1 {
+            scaled_job = scaled(job, scale);
+            &scaled_job
+        } else {
+            job
+        };
         let first = job.compile.as_ref().map(|c| c.limits).unwrap_or(job.run.limits);
         self.backend.prepare(&first)?;
         self.conn.send(&HostFrame::Run(Box::new(job.clone()))).await?;
@@ -250,5 +273,34 @@ impl RunOutcome {
         let compile_output = r.compile.as_ref().map(|c| c.output.as_slice()).unwrap_or_default();
         out.set_outputs(&self.stdout, &self.stderr, compile_output);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_proto::frame::Step;
+
+    #[test]
+    fn scaling_multiplies_only_time_limits_of_both_steps() {
+        let step = |wall_ms, cpu_ms| Step {
+            argv: vec!["/bin/true".into()],
+            limits: Limits { wall_ms, cpu_ms, ..Limits::DEFAULT },
+        };
+        let job = AgentRun {
+            files: Vec::new(),
+            compile: Some(step(20_000, 15_000)),
+            run: step(1_000, 500),
+            env: Vec::new(),
+            stdin: Vec::new(),
+            keep_stdin_open: false,
+            warm_argv: None,
+        };
+        let s = scaled(&job, 4);
+        assert_eq!((s.run.limits.wall_ms, s.run.limits.cpu_ms), (4_000, 2_000));
+        let c = s.compile.unwrap().limits;
+        assert_eq!((c.wall_ms, c.cpu_ms), (80_000, 60_000));
+        assert_eq!(s.run.limits.memory_mb, Limits::DEFAULT.memory_mb);
+        assert_eq!(scaled(&job, 1), job);
     }
 }

@@ -53,6 +53,9 @@ pub struct QemuConfig {
     pub state_base: PathBuf,
     /// Added to sandbox names after the executor's pid, to tell drivers of one process apart.
     pub tag: String,
+    /// Under TCG, a run's wall and CPU limits are multiplied by this (the emulated CPU is
+    /// that much slower than the host's): a verdict means the same amount of work.
+    pub tcg_time_scale: u64,
 }
 
 impl QemuConfig {
@@ -66,6 +69,7 @@ impl QemuConfig {
             kvm_probe_timeout: Duration::from_secs(10),
             state_base: std::env::temp_dir(),
             tag: String::new(),
+            tcg_time_scale: 4,
         }
     }
 }
@@ -103,6 +107,15 @@ impl QemuDriver {
     /// KVM or TCG, as decided.
     pub fn accel(&self) -> Accel {
         self.accel
+    }
+
+    /// What runs' wall and CPU limits are multiplied by (1 under KVM).
+    pub fn time_scale(&self) -> u64 {
+        if self.accel == Accel::Kvm {
+            1
+        } else {
+            self.config.tcg_time_scale.max(1)
+        }
     }
 
     /// Name prefix of this driver's sandboxes (their state directories carry it).
@@ -201,7 +214,8 @@ impl QemuDriver {
         let conn = AgentConn::new(id.clone(), Box::new(r), Box::new(w));
         // Under TCG the guest winds a run down slowly, and more so on a loaded host.
         let grace = if accel == Accel::Kvm { Duration::from_secs(5) } else { Duration::from_secs(30) };
-        let backend = QemuBackend { child: Some(child), qmp, state: Some(state), grace };
+        let time_scale = if accel == Accel::Kvm { 1 } else { self.config.tcg_time_scale.max(1) };
+        let backend = QemuBackend { child: Some(child), qmp, state: Some(state), grace, time_scale };
         let mut sandbox = Sandbox::new(id, conn, Box::new(backend));
         match sandbox.wait_ready(ready).await {
             Ok(_) => Ok(sandbox),
@@ -236,6 +250,14 @@ impl Driver for QemuDriver {
     fn create(&self) -> BoxFuture<'_, Result<Sandbox, SandboxError>> {
         Box::pin(self.boot(self.accel, self.config.ready_timeout))
     }
+
+    fn ping_timeout(&self) -> Duration {
+        if self.accel == Accel::Kvm {
+            Duration::from_secs(1)
+        } else {
+            Duration::from_secs(10)
+        }
+    }
 }
 
 /// The host's handles on one VM.
@@ -244,6 +266,7 @@ struct QemuBackend {
     qmp: Option<Qmp>,
     state: Option<StateDir>,
     grace: Duration,
+    time_scale: u64,
 }
 
 impl Backend for QemuBackend {
@@ -267,6 +290,10 @@ impl Backend for QemuBackend {
 
     fn grace(&self) -> Duration {
         self.grace
+    }
+
+    fn time_scale(&self) -> u64 {
+        self.time_scale
     }
 
     fn destroy(mut self: Box<Self>) -> BoxFuture<'static, Result<(), SandboxError>> {

@@ -3,6 +3,7 @@
 
 import "./style.css";
 import { describe, getJson, postJson } from "./api";
+import { tokenIdentity } from "./auth";
 import { Editor } from "./editor";
 import { samples } from "./languages";
 import { RunView, statusLabel, formatMs, type RunResult } from "./output";
@@ -66,8 +67,12 @@ function randomId(prefix: string): string {
   return prefix + Array.from(bytes, (b) => "abcdefghijklmnopqrstuvwxyz0123456789"[b % 36]).join("");
 }
 
-/** One session per tab: a reload keeps it (and replays its events); a new tab gets its own. */
+const identity = tokenIdentity();
+
+/** One session per tab: a reload keeps it (and replays its events); a new tab gets its own.
+ *  With a token, the token's session (it reaches no other). */
 function sessionId(): string {
+  if (identity) return identity.session;
   try {
     const known = sessionStorage.getItem("hearth.session");
     if (known && /^[A-Za-z0-9_-]{1,64}$/.test(known)) return known;
@@ -79,8 +84,8 @@ function sessionId(): string {
   }
 }
 
-const userId = store.get("hearth.user") ?? randomId("web-");
-store.set("hearth.user", userId);
+const userId = identity?.user ?? store.get("hearth.user") ?? randomId("web-");
+if (!identity) store.set("hearth.user", userId);
 
 let lang = "";
 let current: RunView | null = null;
@@ -169,7 +174,20 @@ function onState(s: ConnState, d: { attempt: number; code?: number }): void {
   els.reconnecting.hidden = s !== "reconnecting";
 }
 
-const session = new Session(sessionId(), { event: onEvent, state: onState });
+const session = new Session(sessionId(), {
+  event: onEvent,
+  state: onState,
+  error: (e) => {
+    if (e.code === "unauthorized" || e.code === "forbidden") {
+      document.body.dataset.conn = "closed";
+      els.conn.textContent = "Signed out";
+      els.reconnecting.hidden = true;
+      showError(`${e.message}. Open a new link (ending in #token=…) to go on.`);
+    } else {
+      showError(e.message);
+    }
+  },
+});
 
 /** Sends a run: over the socket when it is up, else by POST (its events come on reconnect). */
 async function submit(body: Record<string, unknown>): Promise<string> {
@@ -306,6 +324,7 @@ async function loadLanguages(): Promise<void> {
 }
 
 window.addEventListener("online", () => session.retryNow());
+window.addEventListener("offline", () => session.drop());
 
 // Test hooks (read-only views for the end-to-end tests; nothing here changes behaviour).
 (window as unknown as { hearth: unknown }).hearth = {

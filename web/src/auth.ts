@@ -44,3 +44,18 @@ export function withToken(url: URL): URL {
 export function hasToken(): boolean {
   return token !== null;
 }
+
+/** The user and session a token names (`hs1.<base64url JSON {u, s, ...}>.<signature>`):
+ *  a token reaches only its own session, so the page must use that one. Read, not
+ *  verified: the gateway verifies. `null` without a token or for one of another shape. */
+export function tokenIdentity(): { user: string; session: string } | null {
+  const payload = token?.split(".")[1];
+  if (!payload) return null;
+  try {
+    const b64 = payload.replace(/-/g, "+").replace(/_/g, "/");
+    const claims = JSON.parse(atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4)));
+    return typeof claims.u === "string" && typeof claims.s === "string" ? { user: claims.u, session: claims.s } : null;
+  } catch {
+    return null;
+  }
+}

@@ -34,7 +34,12 @@ export type ConnState = "connecting" | "open" | "reconnecting";
 export interface SessionHandlers {
   event(e: HearthEvent): void;
   state(s: ConnState, detail: { attempt: number; code?: number }): void;
+  /** An error the gateway sent unasked (e.g. the token expired, just before it closes). */
+  error(e: { code: string; message: string }): void;
 }
+
+/** Error codes after which reconnecting cannot help: the page needs a new token. */
+const FINAL = new Set(["unauthorized", "forbidden"]);
 
 /** Delay before reconnect attempt `n` (1, 2, ...): 0.25 s doubling to 4 s, with jitter. */
 export function backoffMs(n: number): number {
@@ -92,8 +97,12 @@ export class Session {
       }
       if (typeof frame.seq === "number") {
         this.receive(frame as HearthEvent);
-      } else {
-        this.pending.shift()?.resolve(frame as Reply);
+      } else if (this.pending.length > 0) {
+        this.pending.shift()!.resolve(frame as Reply);
+      } else if (frame.type === "error") {
+        const error = (frame as Reply).error ?? { code: "unknown", message: "error" };
+        if (FINAL.has(error.code)) this.close();
+        this.on.error(error);
       }
     };
     ws.onclose = (c) => {
@@ -137,6 +146,12 @@ export class Session {
       this.pending.push({ resolve, reject });
       ws.send(JSON.stringify(frame));
     });
+  }
+
+  /** Drops the socket and reconnects as after any drop (the browser says it went offline:
+   *  a connection that silently died would otherwise look open for minutes). */
+  drop(): void {
+    if (this.ws && this.ws.readyState <= WebSocket.OPEN) this.ws.close(4000, "browser offline");
   }
 
   /** Reconnects now instead of at the end of the back-off (the browser went online). */

@@ -84,6 +84,18 @@ async function listening(port) {
   });
 }
 
+/** `--dev` when this hearth's gateway has the flag (anonymous callers; loopback only): a
+ *  gateway with auth refuses to start without keys or it. */
+let devFlag;
+async function gatewayDevArgs() {
+  if (devFlag === undefined) {
+    const { execFileSync } = await import("node:child_process");
+    const help = execFileSync(HEARTH, ["gateway", "--help"], { encoding: "utf8" });
+    devFlag = /^\s+--dev\b/m.test(help) ? ["--dev"] : [];
+  }
+  return devFlag;
+}
+
 /** nats-server + executor + gateway. `slots` worker slots (and as many warm sandboxes). */
 export async function startStack({ slots = 2 } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "hearth-ui-"));
@@ -103,7 +115,8 @@ export async function startStack({ slots = 2 } = {}) {
     natsUrl,
     gateway: null,
     async startGateway() {
-      this.gateway = start("gateway", HEARTH, ["gateway", "--nats", natsUrl, "--listen", `127.0.0.1:${port}`, "--web-dir", path.join(webDir, "dist")]);
+      const args = ["gateway", "--nats", natsUrl, "--listen", `127.0.0.1:${port}`, "--web-dir", path.join(webDir, "dist")];
+      this.gateway = start("gateway", HEARTH, [...args, ...(await gatewayDevArgs())]);
       await until("the gateway to be ready", async () => (await fetch(`${this.url}readyz`)).status === 200, 60000);
     },
     async stopGateway() {

@@ -121,6 +121,25 @@ test("stderr is set apart; a failing program's exit code; a compile error's outp
   await page.context().close();
 });
 
+test("verdicts: killed by a signal; output cut at the limit", async () => {
+  const page = await openEditor(browser, stack.url);
+  await pickLanguage(page, "python");
+  await setCode(page, "import os, signal\nprint('before', flush=True)\nos.kill(os.getpid(), signal.SIGSEGV)\n");
+  await runToVerdict(page, () => page.locator("#run").click());
+  assert.equal(await page.locator("#verdict").getAttribute("data-status"), "signaled");
+  assert.equal(await fact(page, "signal"), "11 (SIGSEGV)");
+  assert.equal(await page.locator('#verdict [data-fact="exit code"]').count(), 0);
+  await setCode(page, "import sys\nsys.stdout.write('x' * 3_000_000)\n");
+  await runToVerdict(page, () => page.locator("#run").click());
+  assert.equal(await page.locator("#verdict").getAttribute("data-status"), "output_limit");
+  assert.equal(await fact(page, "output"), "truncated at the limit");
+  // Every byte up to the limit (1 MiB by default) streamed in, and nothing past it.
+  assert.equal(await page.locator("#output").evaluate((e) => e.textContent.length), 1 << 20);
+  assert.equal(await page.locator("#output").getAttribute("data-reassembled"), null);
+  await shot(page, "output-limit");
+  await page.context().close();
+});
+
 test("a dropped WebSocket reconnects with since= and shows the output it missed, once", async () => {
   const proxy = await startProxy(stack.port);
   try {
@@ -161,6 +180,25 @@ test("a dropped WebSocket reconnects with since= and shows the output it missed,
   } finally {
     await proxy.close();
   }
+});
+
+test("the browser going offline and back: the page reconnects and catches up", async () => {
+  const page = await openEditor(browser, stack.url);
+  await pickLanguage(page, "python");
+  await setCode(page, "import time\nfor i in range(1, 7):\n    print('tick', i)\n    time.sleep(0.4)\n");
+  await page.keyboard.press("ControlOrMeta+Enter");
+  await page.locator("#output", { hasText: "tick 2" }).waitFor();
+  await page.context().setOffline(true);
+  await page.locator("body[data-conn=reconnecting]").waitFor();
+  const runId = await page.locator("#output").getAttribute("data-run-id");
+  await until("the run to end", async () => (await fetch(`${stack.url}v1/runs/${runId}`)).status === 200);
+  assert.ok(!(await outputText(page)).includes("tick 6"));
+  await page.context().setOffline(false);
+  await verdict(page).waitFor();
+  assert.equal(await outputText(page), [1, 2, 3, 4, 5, 6].map((i) => `tick ${i}\n`).join(""));
+  assert.equal(await page.locator("#output").getAttribute("data-reassembled"), null);
+  await page.locator("body[data-conn=open]").waitFor();
+  await page.context().close();
 });
 
 test("a gateway restart: the page reconnects and catches up", async () => {

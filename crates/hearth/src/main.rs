@@ -30,6 +30,8 @@ enum Command {
     Executor(cmd::executor::Args),
     /// The guest image of the VM drivers (qemu, firecracker): build it, or say what is in it.
     Image(cmd::image::Args),
+    /// Measure a running hearth: latency, throughput, connections, beside the bare floor.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -53,6 +55,7 @@ fn main() -> std::process::ExitCode {
             Command::Gateway(args) => cmd::gateway::run(args).await,
             Command::Executor(args) => cmd::executor::run(args).await,
             Command::Image(args) => cmd::image::run(args).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
         }
     });
     match result {

@@ -51,6 +51,7 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub wall_ms: u64,
+    pub wall_us: u64,
     pub cpu_ms: u64,
     pub memory_kb: u64,
     pub truncated: bool,
@@ -522,11 +523,13 @@ impl Exec {
             (_, Some(libc::SIGKILL)) if cpu_ms >= self.step_limits.cpu_ms => Status::CpuLimit,
             _ => Status::Signaled,
         });
+        let wall = end.duration_since(self.start);
         Outcome {
             status: verdict,
             exit_code,
             signal,
-            wall_ms: end.duration_since(self.start).as_millis() as u64,
+            wall_ms: wall.as_millis() as u64,
+            wall_us: wall.as_micros() as u64,
             cpu_ms,
             memory_kb: self.max_rss_kb,
             truncated: self.truncated,

@@ -20,6 +20,10 @@ pub struct Job {
     pub request: RunRequest,
     /// When the gateway accepted it, in milliseconds since the Unix epoch.
     pub accepted_ms: u64,
+    /// When the request reached the gateway, in microseconds since the Unix epoch (the
+    /// start of the run's `timing`).
+    #[serde(default)]
+    pub received_us: u64,
     /// Core-NATS subject told `{"run_id","user_id"}` when the run has ended (the accepting
     /// gateway counts each user's runs in flight).
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -12,7 +12,7 @@ use async_nats::jetstream::Message;
 use futures_util::StreamExt;
 use hearth_bus::control::{ControlMsg, Done};
 use hearth_bus::{event, names, Bus, Job};
-use hearth_proto::api::{Encoding, RunResult};
+use hearth_proto::api::{Encoding, RunResult, Timing};
 use hearth_proto::frame::FileSpec;
 use hearth_proto::{ids, Status};
 use hearth_sandbox::{Control, JobInput, Language, Languages, Pool, Sandbox};
@@ -69,7 +69,10 @@ impl Worker {
 
     /// Handles one delivery of a run; never panics on bad input.
     pub async fn handle(&self, msg: Message) {
-        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        let pulled_us = Timing::now_us();
+        let info = msg.info().ok();
+        let delivered = info.as_ref().map(|i| i.delivered).unwrap_or(1);
+        let queued_us = info.as_ref().map(|i| (i.published.unix_timestamp_nanos() / 1000).max(0) as u64).unwrap_or(0);
         let job: Job = match serde_json::from_slice(&msg.payload) {
             Ok(job) => job,
             Err(e) => {
@@ -96,6 +99,7 @@ impl Worker {
             lang: req.lang.clone(),
             ..RunResult::default()
         };
+        let mut timing = Timing { received_us: job.received_us, queued_us, pulled_us, ..Timing::default() };
         // Listening before the claim: a gateway that finds the run claimed sends its kill
         // to this subject, and it must arrive.
         let controls = self.listen_for_control(&job.run_id).await;
@@ -113,19 +117,20 @@ impl Worker {
         if delivered >= self.config.bus.max_deliver {
             tracing::warn!(run = %job.run_id, delivered, "run exhausted its deliveries; reporting internal_error");
             let message = format!("the run was started {} times and no executor finished it", delivered - 1);
-            let result = RunResult { status: Some(Status::InternalError), message: Some(message), ..base };
+            let result =
+                RunResult { status: Some(Status::InternalError), message: Some(message), timing: Some(timing), ..base };
             self.finish(&msg, &job, &mut sink, result).await;
             return;
         }
         let mut sandbox = None;
-        let work = self.execute(&job, delivered, &mut sink, &mut sandbox, controls);
+        let work = self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing);
         let outcome = self.with_progress_acks(&msg, &job.run_id, work).await;
         let result = match outcome {
-            Ok(result) => Some(result),
+            Ok(result) => Some(RunResult { timing: Some(timing), ..result }),
             Err(e) => match e.next() {
                 Next::Report(status) => {
                     tracing::warn!(run = %job.run_id, error = %e, "run failed");
-                    Some(RunResult { status: Some(status), message: Some(e.to_string()), ..base })
+                    Some(RunResult { status: Some(status), message: Some(e.to_string()), timing: Some(timing), ..base })
                 }
                 Next::Retry => {
                     tracing::warn!(run = %job.run_id, error = %e, "run not done here; it will be redelivered");
@@ -194,6 +199,9 @@ impl Worker {
 
     /// Stores the result, publishes the `result` event after every earlier event, acks.
     async fn finish(&self, msg: &Message, job: &Job, sink: &mut EventSink, mut result: RunResult) {
+        if let Some(t) = result.timing.as_mut() {
+            t.published_us = Timing::now_us();
+        }
         fit(&mut result, self.bus.max_payload().saturating_sub(PAYLOAD_MARGIN));
         // Stored before the `result` event goes out: whoever sees the event can read it.
         let stored = async {
@@ -247,6 +255,7 @@ impl Worker {
         sink: &mut EventSink,
         sandbox: &mut Option<Sandbox>,
         controls: Controls,
+        timing: &mut Timing,
     ) -> Result<RunResult, RunError> {
         let req = &job.request;
         let run_id = job.run_id.as_str();
@@ -266,6 +275,7 @@ impl Worker {
         sink.publish(event::running(&req.session_id, run_id, &self.config.id, attempt)).await?;
         let acquired = self.pool.acquire_for(&language.id).await;
         let sb = sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+        timing.acquired_us = Timing::now_us();
         if *controls.killed.borrow() {
             let message = Some("killed before it started".to_string());
             let (session_id, user_id, lang) = (req.session_id.clone(), req.user_id.clone(), req.lang.clone());
@@ -287,7 +297,11 @@ impl Worker {
         let (outcome, streamed) = tokio::join!(run, streamed);
         drop(listener);
         let outcome = outcome.map_err(|source| RunError::Sandbox { run_id: run_id.to_string(), source })?;
-        streamed?;
+        timing.first_output_us = streamed?.unwrap_or(0);
+        timing.started_us = outcome.started_at.map_or(0, Timing::epoch_us);
+        timing.exited_us = Timing::epoch_us(outcome.ended_at);
+        timing.program_us = outcome.result.wall_us;
+        timing.prepared = outcome.prepared;
         Ok(RunResult { user_id: req.user_id.clone(), ..outcome.to_api(run_id, &req.session_id, &req.lang) })
     }
 

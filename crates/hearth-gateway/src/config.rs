@@ -23,6 +23,9 @@ pub struct GatewayConfig {
     /// Runs' limits as the executors resolve them (for the `?wait=true` bound).
     pub limits_default: Limits,
     pub limits_max: Limits,
+    /// Events a WebSocket may hold unsent before it stops being fed live and catches up
+    /// from the stream instead (a slow client costs bounded memory).
+    pub ws_inbox: usize,
     /// The browser UI's directory (`web/dist`); `None`: `/` says the UI is not built.
     pub web_dir: Option<PathBuf>,
 }
@@ -37,6 +40,7 @@ impl GatewayConfig {
             wait_margin: Duration::from_secs(60),
             limits_default: Limits::DEFAULT,
             limits_max: Limits::MAX,
+            ws_inbox: crate::hub::INBOX,
             web_dir: None,
         }
     }

@@ -18,7 +18,7 @@ use axum::Json;
 use futures_util::StreamExt;
 use hearth_bus::event::{self, EventHead};
 use hearth_bus::{names, Job};
-use hearth_proto::api::{Encoding, RunRequest, RunResult};
+use hearth_proto::api::{Encoding, RunRequest, RunResult, Timing};
 use hearth_proto::{ids, Limits, Status};
 use serde::Deserialize;
 use serde_json::json;
@@ -155,11 +155,12 @@ fn is_queue_full(e: &async_nats::jetstream::context::PublishError) -> bool {
 /// Queues a validated run: `queued` event and stored state first (so the session never sees
 /// `running` before `queued`), then the confirmed publish to `RUNS`.
 pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiError> {
+    let received_us = Timing::now_us();
     let started = std::time::Instant::now();
     let run_id = uuid::Uuid::now_v7().to_string();
     let accepted = Accepted { run_id: run_id.clone(), session_id: req.session_id.clone() };
     let (lang, user_id) = (req.lang.clone(), req.user_id.clone());
-    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms(), notify: None };
+    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms(), received_us, notify: None };
     let payload = serde_json::to_vec(&job).map_err(|e| ApiError::Internal(format!("encoding a job: {e}")))?;
     if payload.len() > state.bus.max_payload() {
         return Err(ApiError::TooLarge(format!(

@@ -1,20 +1,19 @@
-//! `GET /v1/ws?session_id=..[&since=SEQ]`: a session's events, replayed from the `EVENTS`
-//! stream through an ordered consumer that starts right after `since` (or at the start of
-//! what is retained), so a reconnect gets every later event in order, without gap or
-//! duplicate. Each event goes out as a text frame with `seq` = its stream sequence. The
-//! client may send `run`, `stdin` and `kill` frames.
+//! `GET /v1/ws?session_id=..[&since=SEQ]`: a session's events, from the gateway's
+//! [`crate::hub`]: the socket subscribes, catches up on what the `EVENTS` stream holds
+//! after `since` (or all it retains), then sends what the hub pushes, skipping what it sent
+//! already; so a reconnect gets every later event in order, without gap or duplicate. Each
+//! event goes out as a text frame with `seq` = its stream sequence. The client may send
+//! `run`, `stdin` and `kill` frames.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
-use async_nats::jetstream::consumer::DeliverPolicy;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use hearth_bus::{event, names};
+use hearth_bus::event;
 use hearth_proto::api::RunRequest;
 use hearth_proto::{ids, Status};
 use serde::Deserialize;
@@ -22,8 +21,14 @@ use serde_json::json;
 
 use crate::control::{self, Asker};
 use crate::error::ApiError;
+use crate::hub::{catch_up, Event};
 use crate::runs;
 use crate::AppState;
+
+/// Bytes a socket reads from the network at a time (tungstenite's default is 128 KiB per
+/// socket, allocated up front: 1.3 GB for ten thousand idle sockets). Larger client frames
+/// still arrive whole: the buffer grows for them.
+const READ_BUFFER: usize = 4 << 10;
 
 /// `{"type":"stdin","run_id","data"?,"eof"?}` (the `type` already taken off).
 #[derive(Debug, Deserialize)]
@@ -49,7 +54,7 @@ pub struct WsQuery {
     since: Option<u64>,
 }
 
-/// Validates the session, opens its event consumer, then upgrades.
+/// Validates the session, checks that its events can be read, then upgrades.
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     query: Result<Query<WsQuery>, QueryRejection>,
@@ -59,21 +64,13 @@ pub async fn upgrade(
     let session_id = query.session_id.ok_or_else(|| ApiError::BadRequest("session_id is required".into()))?;
     ids::validate("session_id", &session_id)?;
     let ws = ws.map_err(|r| ApiError::BadRequest(format!("not a websocket upgrade: {}", r.body_text())))?;
-    let deliver_policy = match query.since {
-        Some(seq) => DeliverPolicy::ByStartSequence { start_sequence: seq.saturating_add(1) },
-        None => DeliverPolicy::All,
-    };
-    let config = OrderedConfig {
-        filter_subject: names::events_subject(&session_id),
-        deliver_policy,
-        ..OrderedConfig::default()
-    };
-    let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(format!("opening the session's events: {e}"));
-    let consumer = state.bus.events.create_consumer(config).await.map_err(|e| unavailable(&e))?;
-    let events = consumer.messages().await.map_err(|e| unavailable(&e))?;
+    if state.bus.client.connection_state() != async_nats::connection::State::Connected {
+        return Err(ApiError::Unavailable("opening the session's events: not connected to nats".into()));
+    }
     Ok(ws
         .max_message_size(state.config.body_limit)
-        .on_upgrade(move |socket| session(socket, state, session_id, events)))
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| session(socket, state, session_id, query.since.unwrap_or(0))))
 }
 
 /// Counts an open socket while it lives.
@@ -89,40 +86,67 @@ fn error_frame(e: &ApiError) -> String {
     json!({"type": "error", "error": {"code": e.code(), "message": e.public_message()}}).to_string()
 }
 
-async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, mut events: Ordered) {
+/// Notes what the socket's asker needs of an event going out: runs it remembers end with
+/// their `result`.
+fn seen(asker: &mut Asker, ev: &Event) {
+    if asker.remembers_any() {
+        match serde_json::from_str::<event::EventHead>(ev.text.as_str()) {
+            Ok(head) if head.is_result() => asker.forget(&head.run_id),
+            _ => {}
+        }
+    }
+}
+
+/// One socket: events of `session_id` after `since` out, client frames in.
+async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, since: u64) {
     state.metrics.ws_open.fetch_add(1, Ordering::Relaxed);
     let _open = Open(&state.metrics.ws_open);
+    // Subscribed before the history is read: whatever is stored after the read is pushed.
+    let mut subscription = state.hub.subscribe(&session_id);
     let (mut out, mut incoming) = socket.split();
+    let sent = &state.metrics.ws_events_sent;
+    let mut last = since;
+    let mut behind = true;
     let mut asker = Asker::new(session_id.clone(), None);
     let mut closing = state.closing.clone();
     loop {
+        if behind {
+            behind = false;
+            let caught_up =
+                catch_up(&state.bus.events, &session_id, &mut last, &mut out, sent, |ev| seen(&mut asker, ev));
+            match caught_up.await {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(session = %session_id, error = %e, "session events failed");
+                    let _ = out.send(Message::Text(error_frame(&ApiError::Unavailable(e.to_string())).into())).await;
+                    break;
+                }
+            }
+        }
         tokio::select! {
             _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => {
                 let _ = out.send(Message::Close(None)).await;
                 break;
             }
-            ev = events.next() => match ev {
-                Some(Ok(msg)) => {
-                    let Ok(info) = msg.info() else { continue };
-                    if asker.remembers_any() {
-                        match serde_json::from_slice::<event::EventHead>(&msg.payload) {
-                            Ok(head) if head.is_result() => asker.forget(&head.run_id),
-                            _ => {}
-                        }
-                    }
-                    let Some(text) = event::with_seq(&msg.payload, info.stream_sequence) else { continue };
-                    if out.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                    state.metrics.ws_events_sent.fetch_add(1, Ordering::Relaxed);
+            ev = subscription.inbox.recv() => {
+                // The hub holds the sender while the subscription lives: never `None` here.
+                let Some(ev) = ev else { break };
+                if subscription.sub.take_lagged() {
+                    // Events were dropped for this socket: this one may come after the gap.
+                    behind = true;
+                    continue;
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(session = %session_id, error = %e, "session events failed");
-                    let _ = out.send(Message::Text(error_frame(&ApiError::Unavailable(e.to_string())).into())).await;
+                if ev.seq <= last {
+                    continue;
+                }
+                seen(&mut asker, &ev);
+                if out.send(Message::Text(ev.text)).await.is_err() {
                     break;
                 }
-                None => break,
-            },
+                last = ev.seq;
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
             frame = incoming.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
                     let reply = client_frame(&state, &mut asker, text.as_str()).await;

@@ -50,6 +50,7 @@ impl Args {
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
+    super::raise_fd_limit(super::GATEWAY_FILES);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     eprintln!("hearth gateway on http://{} (nats {})", listener.local_addr()?, args.nats);

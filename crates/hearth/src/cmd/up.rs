@@ -112,6 +112,7 @@ async fn wait_listening(child: &mut Child, port: u16, log: &Path) -> anyhow::Res
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
+    super::raise_fd_limit(super::GATEWAY_FILES);
     let (nats_child, nats_url) = match &args.nats {
         Some(url) => (None, url.clone()),
         None => {

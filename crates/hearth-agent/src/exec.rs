@@ -180,6 +180,7 @@ impl Exec {
             go: go_r.as_ref().map(|fd| fd.as_raw_fd()),
             ready: ready_w.as_ref().map(|fd| fd.as_raw_fd()),
             err_pipe: fail_w.as_raw_fd(),
+            cgroup_procs: crate::vm::cgroup::get().map(|cg| cg.procs_fd()),
             drop_to: drop_to(),
             filters: &filters,
         };

@@ -35,6 +35,8 @@ pub struct ExecutorConfig {
     pub drain_timeout: Duration,
     /// How long a pull request waits for runs before it is renewed.
     pub pull_expires: Duration,
+    /// The isolation driver and what it needs (image, guest resources).
+    pub driver: crate::driver::DriverSpec,
 }
 
 /// The CPUs of this host (the default number of slots).
@@ -60,6 +62,7 @@ impl ExecutorConfig {
             limits_max: Limits::MAX,
             drain_timeout: Duration::from_secs(30),
             pull_expires: Duration::from_secs(2),
+            driver: crate::driver::DriverSpec::default(),
         }
     }
 

@@ -70,6 +70,51 @@ pub struct ExecutorArgs {
     /// The hearth-agent binary (default: beside this executable, or $HEARTH_AGENT).
     #[arg(long, env = "HEARTH_AGENT")]
     pub agent: Option<PathBuf>,
+    #[command(flatten)]
+    pub driver: DriverArgs,
+}
+
+/// Which isolation driver, and what the VM drivers need.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DriverArgs {
+    /// Isolation: process (namespaces, cgroups, seccomp), qemu (microVM; KVM or TCG) or
+    /// firecracker (microVM; KVM, snapshot restore).
+    #[arg(long, default_value = "process", env = "HEARTH_DRIVER")]
+    pub driver: hearth_executor::driver::DriverKind,
+    /// Guest image for qemu and firecracker (default: $HEARTH_IMAGE, else the last one
+    /// `hearth image build` made).
+    #[arg(long, env = "HEARTH_IMAGE")]
+    pub image: Option<PathBuf>,
+    /// Guest memory of each VM, in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub vm_memory_mb: u64,
+    /// vCPUs of each VM.
+    #[arg(long, default_value_t = 1)]
+    pub vm_vcpus: u32,
+    /// qemu's accelerator: auto (probe KVM, else TCG), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    pub accel: hearth_sandbox::Accel,
+    /// The firecracker binary (default: on PATH).
+    #[arg(long)]
+    pub firecracker: Option<PathBuf>,
+}
+
+impl DriverArgs {
+    pub fn spec(&self, agent: Option<PathBuf>) -> hearth_executor::driver::DriverSpec {
+        hearth_executor::driver::DriverSpec {
+            kind: self.driver,
+            agent,
+            image: self.image.clone(),
+            vm: hearth_sandbox::VmResources {
+                memory_mb: self.vm_memory_mb,
+                vcpus: self.vm_vcpus,
+                ..hearth_sandbox::VmResources::default()
+            },
+            accel: self.accel,
+            firecracker: self.firecracker.clone(),
+            tag: String::new(),
+        }
+    }
 }
 
 impl ExecutorArgs {
@@ -87,6 +132,7 @@ impl ExecutorArgs {
         }
         c.prepared = self.prepared;
         c.agent = self.agent.clone();
+        c.driver = self.driver.spec(self.agent.clone());
         c.bus = bus;
         c
     }
@@ -110,7 +156,10 @@ pub async fn shutdown_signal() {
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     let config = args.executor.config(&args.nats, args.bus.config());
-    eprintln!("hearth executor {} on {} ({} slots)", config.id, config.nats_url, config.slots);
+    eprintln!(
+        "hearth executor {} on {} ({} slots, {} driver)",
+        config.id, config.nats_url, config.slots, config.driver.kind
+    );
     hearth_executor::run(config, shutdown_signal()).await?;
     Ok(0)
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod doctor;
 pub mod executor;
 pub mod gateway;
+pub mod image;
 pub mod run;
 pub mod up;
 

@@ -166,7 +166,7 @@ impl Hub {
 /// Feeds `hub` from `events` for as long as it runs: an ordered consumer over every
 /// session's events starting after `from` (the stream's last sequence when the gateway
 /// started), recreated after any failure right after the last sequence handed out.
-pub async fn feed(hub: Arc<Hub>, events: Stream, from: u64) {
+pub async fn feed(hub: Arc<Hub>, events: Stream, from: u64, latency: Arc<crate::status::Latency>) {
     hub.position.fetch_max(from, Ordering::Relaxed);
     loop {
         let start = hub.position.load(Ordering::Relaxed) + 1;
@@ -197,6 +197,9 @@ pub async fn feed(hub: Arc<Hub>, events: Stream, from: u64) {
             };
             let Ok(info) = msg.info() else { continue };
             let seq = info.stream_sequence;
+            if let Some(run_id) = crate::status::result_run_id(&msg.payload) {
+                latency.ended(&run_id);
+            }
             let Some(session) = msg.subject.as_str().strip_prefix("code.out.") else { continue };
             match Event::new(seq, &msg.payload) {
                 Some(ev) => hub.dispatch(session, ev),

@@ -138,11 +138,10 @@ pub async fn serve(
     let executors = Arc::new(executors::Executors::new(config.executor_stale));
     let _heartbeats = AbortOnDrop(tokio::spawn(executors::listen(bus.client.clone(), executors.clone())));
     let latency = Arc::new(status::Latency::default());
-    let _results = AbortOnDrop(tokio::spawn(status::listen(bus.client.clone(), latency.clone())));
     // The feed starts after what is stored now; a socket reads anything older itself.
     let from = bus.events.get_info().await.map_err(|e| GatewayError::Feed(e.to_string()))?.state.last_sequence;
     let hub = Arc::new(hub::Hub::new(config.ws_inbox));
-    let _feed = AbortOnDrop(tokio::spawn(hub::feed(hub.clone(), bus.events.clone(), from)));
+    let _feed = AbortOnDrop(tokio::spawn(hub::feed(hub.clone(), bus.events.clone(), from, latency.clone())));
     let (close, closing) = tokio::sync::watch::channel(false);
     let id = uuid::Uuid::now_v7().simple().to_string();
     let subject = hearth_bus::names::done_subject(&id);

@@ -124,6 +124,9 @@ fn build(
         .args(["--aptopt=Acquire::Languages \"none\"", "--dpkgopt=path-exclude=/usr/share/doc/*"])
         .args(["--dpkgopt=path-include=/usr/share/doc/*/copyright", "--dpkgopt=path-exclude=/usr/share/man/*"])
         .args(["--dpkgopt=path-exclude=/usr/share/info/*", "--dpkgopt=path-exclude=/usr/share/locale/*"])
+        // Some maintainer scripts (openjdk's update-alternatives) link man pages into
+        // /usr/share/man/man1 and fail when it does not exist.
+        .arg("--setup-hook=mkdir -p \"$1/usr/share/man/man1\"")
         .env("SOURCE_DATE_EPOCH", EPOCH)
         .arg(&spec.suite)
         .arg(tree);

@@ -97,7 +97,7 @@ pub fn ensure(cache: &Path, spec: &RootfsSpec, progress: &mut dyn FnMut(&str)) -
             }
         }
     }
-    for t in ["mmdebstrap", "mkfs.ext4", "chroot", "dpkg-query"] {
+    for t in ["mmdebstrap", "mkfs.ext4", "chroot", "unshare", "dpkg-query"] {
         tools::need(t)?;
     }
     let tree = cache.join("rootfs").join(format!(".tree-{key}-{}", std::process::id()));
@@ -220,7 +220,13 @@ impl Runtimes for ChrootRuntimes<'_> {
     }
 
     fn version(&self, argv: &[String]) -> String {
-        let out = Command::new(CHROOT)
+        // Some runtimes need /proc to start (the JVM's launcher finds its libraries through
+        // /proc/self/exe, Mono refuses without it): each probe gets a private mount
+        // namespace with a /proc in the tree, gone when the probe ends.
+        let out = Command::new("/usr/bin/unshare")
+            .arg("--fork")
+            .arg(format!("--mount-proc={}", self.tree.join("proc").display()))
+            .arg(CHROOT)
             .arg(self.tree)
             .args(argv)
             .env_clear()

@@ -81,10 +81,21 @@ impl Stack {
 
     /// Starts an in-process executor with `slots` slots (and as many warm sandboxes).
     pub async fn start_executor_with(&mut self, id: &str, slots: usize) -> anyhow::Result<()> {
+        self.start_executor_on(id, slots, hearth_executor::driver::DriverSpec::default()).await
+    }
+
+    /// As [`Stack::start_executor_with`], on the driver `driver` names.
+    pub async fn start_executor_on(
+        &mut self,
+        id: &str,
+        slots: usize,
+        driver: hearth_executor::driver::DriverSpec,
+    ) -> anyhow::Result<()> {
         let mut config = ExecutorConfig::new(self.nats.url.clone());
         config.id = id.into();
         config.slots = slots;
         config.warm = slots;
+        config.driver = driver;
         config.bus = self.bus.clone();
         config.heartbeat_every = Duration::from_millis(300);
         config.drain_timeout = Duration::from_secs(20);

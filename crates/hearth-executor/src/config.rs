@@ -35,6 +35,9 @@ pub struct ExecutorConfig {
     pub drain_timeout: Duration,
     /// How long a pull request waits for runs before it is renewed.
     pub pull_expires: Duration,
+    /// Sandboxes one delivery of a run may use when they fail before the user's program
+    /// starts (then the run moves to a fresh one unseen); the last failure is reported.
+    pub sandbox_attempts: u32,
 }
 
 /// The CPUs of this host (the default number of slots).
@@ -60,6 +63,7 @@ impl ExecutorConfig {
             limits_max: Limits::MAX,
             drain_timeout: Duration::from_secs(30),
             pull_expires: Duration::from_secs(2),
+            sandbox_attempts: 3,
         }
     }
 
@@ -70,6 +74,9 @@ impl ExecutorConfig {
         }
         if self.slots == 0 {
             return bad("slots must be at least 1".into());
+        }
+        if self.sandbox_attempts == 0 {
+            return bad("sandbox_attempts must be at least 1".into());
         }
         if self.bus.max_deliver < 2 {
             return bad("max_deliver must be at least 2 (the last delivery only reports the failure)".into());

@@ -74,6 +74,13 @@ struct Gathered {
     due: Instant,
 }
 
+/// What [`forward`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The agent said the user's program was started.
+    pub started: bool,
+}
+
 /// Publishes the output of `events` as `output` events until the channel closes; at most
 /// `cap` bytes in all (the run's output limit).
 pub async fn forward(
@@ -83,7 +90,8 @@ pub async fn forward(
     mut events: mpsc::Receiver<RunEvent>,
     coalesce: Duration,
     cap: u64,
-) -> Result<(), RunError> {
+) -> Result<Forwarded, RunError> {
+    let mut started = false;
     let mut sent: u64 = 0;
     let mut gathered: Option<Gathered> = None;
     loop {
@@ -107,7 +115,7 @@ pub async fn forward(
                         flush(sink, session_id, run_id, &mut gathered, coalesce).await?;
                     }
                 }
-                Some(RunEvent::Started) => {}
+                Some(RunEvent::Started) => started = true,
                 None => break,
             },
             _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
@@ -118,7 +126,7 @@ pub async fn forward(
     if let Some(g) = gathered.take() {
         sink.publish(event::output(session_id, run_id, g.stream, &g.buf)).await?;
     }
-    Ok(())
+    Ok(Forwarded { started })
 }
 
 /// Publishes what is gathered, keeping back an incomplete UTF-8 character for one more

@@ -34,6 +34,8 @@ pub struct Worker {
     pub driver: &'static str,
     pub busy: AtomicUsize,
     pub done: AtomicU64,
+    /// Sandboxes that failed before a program started, the run moved to a fresh one.
+    pub retried: AtomicU64,
 }
 
 /// Counts a run as busy while it lives.
@@ -47,7 +49,16 @@ impl Drop for BusyGuard<'_> {
 
 impl Worker {
     pub fn new(bus: Bus, pool: Pool, languages: Languages, config: ExecutorConfig, driver: &'static str) -> Worker {
-        Worker { bus, pool, languages, config, driver, busy: AtomicUsize::new(0), done: AtomicU64::new(0) }
+        Worker {
+            bus,
+            pool,
+            languages,
+            config,
+            driver,
+            busy: AtomicUsize::new(0),
+            done: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+        }
     }
 
     /// Handles one delivery of a run; never panics on bad input.
@@ -106,10 +117,7 @@ impl Worker {
             self.finish(&msg, &mut sink, result).await;
         }
         if let Some(sb) = sandbox {
-            let id = sb.id().to_string();
-            if let Err(e) = sb.destroy().await {
-                tracing::warn!(sandbox = %id, error = %e, "destroying a used sandbox failed");
-            }
+            destroy(sb).await;
         }
     }
 
@@ -196,17 +204,57 @@ impl Worker {
         if let Err(e) = stored {
             tracing::warn!(run = %run_id, error = %e, "storing the running state failed");
         }
-        let sb = sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+        let mut acquired = acquired;
+        let mut attempt_here = 1;
+        loop {
+            let sb =
+                sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+            let (outcome, started) = self.run_in(sb, run_id, req, &agent_run, limits.output_bytes, sink).await;
+            match outcome {
+                Err(RunError::Sandbox { source, .. }) if !started && attempt_here < self.config.sandbox_attempts => {
+                    // Nothing of the user's program ran and nothing of it was streamed: try
+                    // again on a fresh sandbox, without the user seeing it.
+                    tracing::warn!(run = %run_id, attempt_here, error = %source, "sandbox failed before the program started; using another");
+                    self.retried.fetch_add(1, Ordering::Relaxed);
+                    if let Some(sb) = sandbox.take() {
+                        destroy(sb).await;
+                    }
+                    attempt_here += 1;
+                    acquired = self.pool.acquire_for(&language.id).await;
+                }
+                Err(RunError::Sandbox { run_id, source }) if !started => {
+                    return Err(RunError::SandboxBeforeStart { run_id, attempts: attempt_here, source });
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// One try of a run in `sb`: the result, and whether the user's program was started
+    /// (after that, a sandbox failure is the run's end, never a silent re-run).
+    async fn run_in(
+        &self,
+        sb: &mut Sandbox,
+        run_id: &str,
+        req: &hearth_proto::api::RunRequest,
+        agent_run: &hearth_proto::frame::AgentRun,
+        output_bytes: u64,
+        sink: &mut EventSink,
+    ) -> (Result<RunResult, RunError>, bool) {
         let (events_tx, events_rx) = mpsc::channel(256);
         let (control_tx, control_rx) = mpsc::channel(16);
         let control = self.listen_for_control(run_id, control_tx).await;
-        let run = sb.run(&agent_run, Some(events_tx), Some(control_rx));
-        let streamed = forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, limits.output_bytes);
+        let run = sb.run(agent_run, Some(events_tx), Some(control_rx));
+        let streamed = forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, output_bytes);
         let (outcome, streamed) = tokio::join!(run, streamed);
         drop(control);
-        let outcome = outcome.map_err(|source| RunError::Sandbox { run_id: run_id.to_string(), source })?;
-        streamed?;
-        Ok(outcome.to_api(run_id, &req.session_id, &req.lang))
+        let started = streamed.as_ref().map_or(true, |f| f.started);
+        let result = match (outcome, streamed) {
+            (Err(source), _) => Err(RunError::Sandbox { run_id: run_id.to_string(), source }),
+            (Ok(_), Err(e)) => Err(e),
+            (Ok(outcome), Ok(_)) => Ok(outcome.to_api(run_id, &req.session_id, &req.lang)),
+        };
+        (result, started)
     }
 
     /// Forwards `stdin`/`kill` requests on the run's control subject to the sandbox.
@@ -236,6 +284,14 @@ impl Worker {
                 }
             }
         })))
+    }
+}
+
+/// Destroys a used sandbox (the pool makes a fresh one in its place).
+async fn destroy(sb: Sandbox) {
+    let id = sb.id().to_string();
+    if let Err(e) = sb.destroy().await {
+        tracing::warn!(sandbox = %id, error = %e, "destroying a used sandbox failed");
     }
 }
 

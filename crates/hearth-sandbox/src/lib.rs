@@ -6,6 +6,8 @@
 //! - [`sandbox`]: a live sandbox: agent connection + driver backend; one run; the verdict.
 //! - [`conn`]: the framed agent protocol over async byte streams.
 //! - [`process`]: the `process` driver (namespaces + cgroups + seccomp, via the agent).
+//! - [`ids`]: host uid ranges for process sandboxes, unique per host (a lock-file-claimed
+//!   block per driver, a lease per live sandbox).
 //! - [`cgroup`]: cgroup v1 and v2 behind one type, rooted at a path (fakeable in tests).
 //! - [`pool`]: the warm pool actor (acquire, refill, health checks, replacement).
 //! - [`languages`]: the languages data file, resolved against the host.
@@ -19,6 +21,7 @@ pub mod conn;
 pub mod driver;
 pub mod error;
 pub mod host;
+pub mod ids;
 pub mod languages;
 pub mod pool;
 pub mod process;

@@ -4,18 +4,18 @@
 //! what comes next ([`crate::error::Next`]): report a verdict, or let the run be redelivered.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::Message;
 use futures_util::StreamExt;
-use hearth_bus::{event, names, Bus, Job};
+use hearth_bus::{event, names, retry, Bus, Job};
 use hearth_proto::api::{Encoding, RunResult};
 use hearth_proto::frame::FileSpec;
 use hearth_proto::{ids, Status};
 use hearth_sandbox::{Control, JobInput, Language, Languages, Pool, Sandbox};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::ExecutorConfig;
 use crate::error::{Next, RunError};
@@ -36,6 +36,9 @@ pub struct Worker {
     pub done: AtomicU64,
     /// Sandboxes that failed before a program started, the run moved to a fresh one.
     pub retried: AtomicU64,
+    /// Turns true when shutdown's drain time is up: runs still going give their message
+    /// back (nak) for another executor to take at once.
+    pub abandon: watch::Sender<bool>,
 }
 
 /// Counts a run as busy while it lives.
@@ -58,6 +61,7 @@ impl Worker {
             busy: AtomicUsize::new(0),
             done: AtomicU64::new(0),
             retried: AtomicU64::new(0),
+            abandon: watch::channel(false).0,
         }
     }
 
@@ -82,23 +86,39 @@ impl Worker {
             self.busy.fetch_add(1, Ordering::Relaxed);
             BusyGuard(&self.busy)
         };
-        let mut sink = EventSink::new(self.bus.js.clone(), names::events_subject(&req.session_id), job.run_id.clone());
+        let mut sink =
+            EventSink::new(self.bus.js.clone(), names::events_subject(&req.session_id), job.run_id.clone(), delivered);
         let base = RunResult {
             run_id: job.run_id.clone(),
             session_id: req.session_id.clone(),
             lang: req.lang.clone(),
             ..RunResult::default()
         };
+        // A redelivery whose run another delivery already finished (its ack was lost in a
+        // failover): the user has the answer; running it again would only say it twice.
+        if delivered > 1 && self.finished_elsewhere(&job.run_id).await {
+            tracing::info!(run = %job.run_id, delivered, "redelivered run already has its result; not running it again");
+            self.ack(&msg, &job.run_id).await;
+            return;
+        }
+        let shaky = AtomicBool::new(delivered > 1);
         if delivered >= self.config.bus.max_deliver {
             tracing::warn!(run = %job.run_id, delivered, "run exhausted its deliveries; reporting internal_error");
             let message = format!("the run was started {} times and no executor finished it", delivered - 1);
             let result = RunResult { status: Some(Status::InternalError), message: Some(message), ..base };
-            self.finish(&msg, &mut sink, result).await;
+            self.finish(&msg, &mut sink, result, &shaky).await;
             return;
         }
         let mut sandbox = None;
         let work = self.execute(&job, delivered, &mut sink, &mut sandbox);
-        let outcome = self.with_progress_acks(&msg, &job.run_id, work).await;
+        let Some(outcome) = self.with_progress_acks(&msg, &job.run_id, work, true, &shaky).await else {
+            tracing::warn!(run = %job.run_id, "executor stopping: run given back for redelivery");
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+            if let Some(sb) = sandbox {
+                destroy(sb).await;
+            }
+            return;
+        };
         let result = match outcome {
             Ok(result) => Some(result),
             Err(e) => match e.next() {
@@ -114,31 +134,39 @@ impl Worker {
             },
         };
         if let Some(result) = result {
-            self.finish(&msg, &mut sink, result).await;
+            self.finish(&msg, &mut sink, result, &shaky).await;
         }
         if let Some(sb) = sandbox {
             destroy(sb).await;
         }
     }
 
-    /// Stores the result, publishes the `result` event after every earlier event, acks.
-    async fn finish(&self, msg: &Message, sink: &mut EventSink, mut result: RunResult) {
+    /// Stores the result, publishes the `result` event after every earlier event, acks. A
+    /// cluster electing a leader meanwhile is waited out (bounded, progress acks going), so
+    /// a finished run is not run again for it.
+    ///
+    /// `shaky` (a redelivery, or progress acks that failed: another executor may have the run
+    /// too) asks the store first, and a result already final there is not published again.
+    async fn finish(&self, msg: &Message, sink: &mut EventSink, mut result: RunResult, shaky: &AtomicBool) {
+        if shaky.load(Ordering::Relaxed) && self.finished_elsewhere(&result.run_id).await {
+            tracing::info!(run = %result.run_id, "another delivery finished this run first; not answering twice");
+            self.ack(msg, &result.run_id).await;
+            return;
+        }
         fit(&mut result, self.bus.max_payload().saturating_sub(PAYLOAD_MARGIN));
         // Stored before the `result` event goes out: whoever sees the event can read it.
         let stored = async {
             let value = serde_json::to_vec(&result).expect("a result encodes");
-            let put = self.bus.results.put(&result.run_id, value.into());
+            let put = retry::put(&self.bus.results, &result.run_id, value.into(), retry::PATIENCE);
             let (settled, put) = tokio::join!(sink.settle(), put);
             settled?;
             put.map_err(|e| RunError::Publish { run_id: result.run_id.clone(), message: e.to_string() })?;
             sink.publish(event::result(&result)).await?;
             sink.settle().await
         };
-        match stored.await {
+        match self.with_progress_acks(msg, &result.run_id, stored, false, shaky).await.expect("not abandonable") {
             Ok(_) => {
-                if let Err(e) = msg.ack().await {
-                    tracing::warn!(run = %result.run_id, error = %e, "ack failed; the run may be redelivered");
-                }
+                self.ack(msg, &result.run_id).await;
                 self.done.fetch_add(1, Ordering::Relaxed);
                 tracing::debug!(run = %result.run_id, status = ?result.status, wall_ms = result.wall_ms, "run done");
             }
@@ -151,18 +179,62 @@ impl Worker {
 
     /// Drives `work`, telling the server every third of `ack_wait` that the run is still
     /// being worked on (waiting for a sandbox included), so it is not redelivered meanwhile.
-    async fn with_progress_acks<T>(&self, msg: &Message, run_id: &str, work: impl Future<Output = T>) -> T {
+    /// `None` when `abandonable` and the executor abandons its runs (shutdown past its drain
+    /// time).
+    async fn with_progress_acks<T>(
+        &self,
+        msg: &Message,
+        run_id: &str,
+        work: impl Future<Output = T>,
+        abandonable: bool,
+        shaky: &AtomicBool,
+    ) -> Option<T> {
         let every = (self.config.bus.ack_wait / 3).max(Duration::from_millis(100));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                done = &mut work => return done,
-                _ = tick.tick() => {
-                    if let Err(e) = msg.ack_with(AckKind::Progress).await {
-                        tracing::warn!(run = %run_id, error = %e, "in-progress ack failed");
-                    }
+        let mut abandon = self.abandon.subscribe();
+        // Confirmed by the server: one that is not (a failover under way) may mean the run
+        // is redelivered elsewhere meanwhile, which `finish` then checks for. Polled beside
+        // `work`, never in its way.
+        let acks = async {
+            loop {
+                tick.tick().await;
+                let confirmed = tokio::time::timeout(every, msg.double_ack_with(AckKind::Progress)).await;
+                if !matches!(confirmed, Ok(Ok(()))) {
+                    tracing::warn!(run = %run_id, "in-progress ack not confirmed");
+                    shaky.store(true, Ordering::Relaxed);
                 }
+            }
+        };
+        tokio::pin!(work);
+        tokio::pin!(acks);
+        tokio::select! {
+            done = &mut work => Some(done),
+            _ = crate::consume::until_true(&mut abandon), if abandonable => None,
+            () = &mut acks => unreachable!("the ack loop never ends"),
+        }
+    }
+
+    /// True when the store already holds a final result for `run_id`.
+    async fn finished_elsewhere(&self, run_id: &str) -> bool {
+        match self.bus.results.get(run_id).await {
+            Ok(Some(bytes)) => {
+                serde_json::from_slice::<RunResult>(&bytes).ok().and_then(|r| r.status).is_some_and(Status::is_final)
+            }
+            _ => false,
+        }
+    }
+
+    /// Acks a finished run and waits for the server to confirm it (a few tries): an ack lost
+    /// in a failover would have the run done twice.
+    async fn ack(&self, msg: &Message, run_id: &str) {
+        for attempt in 1..=3 {
+            match msg.double_ack().await {
+                Ok(()) => return,
+                Err(e) if attempt < 3 => {
+                    tracing::info!(run = %run_id, error = %e, "ack not confirmed; acking again");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => tracing::warn!(run = %run_id, error = %e, "ack not confirmed; the run may be redelivered"),
             }
         }
     }

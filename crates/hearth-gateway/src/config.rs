@@ -22,6 +22,11 @@ pub struct GatewayConfig {
     /// Runs' limits as the executors resolve them (for the `?wait=true` bound).
     pub limits_default: Limits,
     pub limits_max: Limits,
+    /// Longest pull of a socket's event consumer. Its idle heartbeat is half of it and the
+    /// consumer is recreated after four missed beats, so this bounds how long a socket goes
+    /// quiet when the nats-server holding its consumer dies (~2x this); shorter costs more
+    /// pulls and heartbeats per idle socket.
+    pub events_pull_expires: Duration,
 }
 
 impl GatewayConfig {
@@ -34,6 +39,7 @@ impl GatewayConfig {
             wait_margin: Duration::from_secs(60),
             limits_default: Limits::DEFAULT,
             limits_max: Limits::MAX,
+            events_pull_expires: Duration::from_secs(6),
         }
     }
 }

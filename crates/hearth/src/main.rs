@@ -28,6 +28,10 @@ enum Command {
     Gateway(cmd::gateway::Args),
     /// An executor alone: takes runs from NATS and runs them in warm sandboxes.
     Executor(cmd::executor::Args),
+    /// A whole cluster on this machine (clustered nats-servers, gateways, executors as
+    /// separate processes), and a load client that checks every answer.
+    #[command(subcommand)]
+    Cluster(cmd::cluster::Command),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +54,7 @@ fn main() -> std::process::ExitCode {
             Command::Up(args) => cmd::up::run(args).await,
             Command::Gateway(args) => cmd::gateway::run(args).await,
             Command::Executor(args) => cmd::executor::run(args).await,
+            Command::Cluster(command) => cmd::cluster::run(command).await,
         }
     });
     match result {

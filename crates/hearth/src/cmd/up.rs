@@ -38,11 +38,11 @@ pub struct Args {
 
 /// The nats-server to start: the flag, `<data-dir>/tools/bin`, a `.hearth/tools/bin` above
 /// this executable (a checkout's set-up), then `PATH`.
-fn find_nats_server(args: &Args) -> anyhow::Result<PathBuf> {
-    if let Some(p) = &args.nats_server {
-        return Ok(p.clone());
+pub fn find_nats_server(flag: Option<&Path>, data_dir: &Path) -> anyhow::Result<PathBuf> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
     }
-    let mut candidates = vec![args.data_dir.join("tools/bin/nats-server")];
+    let mut candidates = vec![data_dir.join("tools/bin/nats-server")];
     if let Ok(exe) = std::env::current_exe() {
         candidates.extend(exe.ancestors().skip(1).map(|d| d.join(".hearth/tools/bin/nats-server")));
     }
@@ -67,7 +67,7 @@ fn free_port(port: u16) -> anyhow::Result<u16> {
 
 /// Starts the embedded nats-server and waits until it listens.
 async fn start_nats(args: &Args) -> anyhow::Result<(Child, String)> {
-    let bin = find_nats_server(args)?;
+    let bin = find_nats_server(args.nats_server.as_deref(), &args.data_dir)?;
     let dir = std::path::absolute(args.data_dir.join("nats"))?;
     std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let port = free_port(args.nats_port)?;

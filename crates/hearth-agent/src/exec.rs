@@ -25,6 +25,9 @@ use crate::seccomp;
 const DRAIN: Duration = Duration::from_secs(1);
 /// How often the CPU time of the whole tree is summed while a program runs.
 const CPU_CHECK: Duration = Duration::from_millis(50);
+/// Stdin from the host that the program has not read yet is kept up to this many bytes;
+/// a program that does not read loses what comes beyond (the agent's memory stays bounded).
+pub const MAX_PENDING_STDIN: usize = 8 << 20;
 
 /// True when the agent is PID 1 of its own PID namespace (or VM).
 pub fn is_init() -> bool {
@@ -48,11 +51,16 @@ pub struct Outcome {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub wall_ms: u64,
+    pub wall_us: u64,
     pub cpu_ms: u64,
     pub memory_kb: u64,
     pub truncated: bool,
     pub collected: Vec<u8>,
     pub message: Option<String>,
+    /// Stdin the host sent during a compile step, for the program that runs next.
+    pub later_stdin: Vec<u8>,
+    /// The host closed stdin during a compile step.
+    pub later_eof: bool,
 }
 
 /// A running process tree and everything the poll loop tracks about it.
@@ -82,6 +90,9 @@ pub struct Exec {
     cpu_base_ms: u64,
     next_cpu_check: Instant,
     exec_error: Option<String>,
+    /// What [`Outcome::later_stdin`] and [`Outcome::later_eof`] report.
+    later_stdin: Vec<u8>,
+    later_eof: bool,
 }
 
 fn cloexec_pipe() -> Result<(OwnedFd, OwnedFd), String> {
@@ -216,6 +227,8 @@ impl Exec {
             cpu_base_ms: children_cpu_ms(),
             next_cpu_check: start + CPU_CHECK,
             exec_error: None,
+            later_stdin: Vec::new(),
+            later_eof: false,
         };
         if !message.is_empty() {
             exec.exec_error = Some(String::from_utf8_lossy(&message).into_owned());
@@ -425,9 +438,16 @@ impl Exec {
                     self.verdict.get_or_insert(Status::Cancelled);
                     self.kill_all();
                 }
+                Ok(Some(HostFrame::Stdin(data))) if self.collected.is_some() => {
+                    // A compile step: the input is for the program that runs next.
+                    push_bounded(&mut self.later_stdin, &data);
+                }
+                Ok(Some(HostFrame::CloseStdin)) if self.collected.is_some() => self.later_eof = true,
                 Ok(Some(HostFrame::Stdin(data))) => {
                     if self.stdin.is_some() {
-                        self.stdin_buf.extend_from_slice(&data);
+                        self.stdin_buf.drain(..self.stdin_pos);
+                        self.stdin_pos = 0;
+                        push_bounded(&mut self.stdin_buf, &data);
                         self.feed_stdin();
                     }
                 }
@@ -503,16 +523,34 @@ impl Exec {
             (_, Some(libc::SIGKILL)) if cpu_ms >= self.step_limits.cpu_ms => Status::CpuLimit,
             _ => Status::Signaled,
         });
+        let wall = end.duration_since(self.start);
         Outcome {
             status: verdict,
             exit_code,
             signal,
-            wall_ms: end.duration_since(self.start).as_millis() as u64,
+            wall_ms: wall.as_millis() as u64,
+            wall_us: wall.as_micros() as u64,
             cpu_ms,
             memory_kb: self.max_rss_kb,
             truncated: self.truncated,
             collected: self.collected.unwrap_or_default(),
             message: self.exec_error,
+            later_stdin: self.later_stdin,
+            later_eof: self.later_eof,
         }
     }
+}
+
+/// Appends `data` to `buf`, keeping it at most [`MAX_PENDING_STDIN`] bytes; says so in the
+/// log when it has to drop some.
+fn push_bounded(buf: &mut Vec<u8>, data: &[u8]) {
+    let room = MAX_PENDING_STDIN.saturating_sub(buf.len());
+    let take = data.len().min(room);
+    if take < data.len() {
+        log(&format!(
+            "stdin: the program has not read {MAX_PENDING_STDIN} bytes yet; dropping {} more",
+            data.len() - take
+        ));
+    }
+    buf.extend_from_slice(&data[..take]);
 }

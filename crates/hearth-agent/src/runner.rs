@@ -32,6 +32,7 @@ fn blank(status: Status, message: Option<String>) -> AgentResult {
         exit_code: None,
         signal: None,
         wall_ms: 0,
+        wall_us: 0,
         cpu_ms: 0,
         memory_kb: 0,
         truncated: false,
@@ -98,6 +99,7 @@ fn finish(out: Outcome, compile: Option<CompileResult>) -> AgentResult {
         exit_code: out.exit_code,
         signal: out.signal,
         wall_ms: out.wall_ms,
+        wall_us: out.wall_us,
         cpu_ms: out.cpu_ms,
         memory_kb: out.memory_kb,
         truncated: out.truncated,
@@ -127,6 +129,7 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
         return blank(Status::InternalError, Some(m));
     }
     let mut compile = None;
+    let (mut stdin, mut keep_stdin_open) = (req.stdin.clone(), req.keep_stdin_open);
     if let Some(step) = &req.compile {
         let spawn = Spawn { argv: &step.argv, env: &req.env, work: &work, limits: step.limits, collect: true };
         let out = match Exec::spawn(&spawn, false) {
@@ -138,6 +141,8 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
         };
         let failed = out.status != Status::Ok;
         let status = out.status;
+        stdin.extend_from_slice(&out.later_stdin);
+        keep_stdin_open &= !out.later_eof;
         compile = Some(CompileResult {
             status,
             exit_code: out.exit_code,
@@ -165,7 +170,7 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
         }
     };
     match exec {
-        Ok(exec) => finish(exec.wait(chan, req.stdin.clone(), req.keep_stdin_open), compile),
+        Ok(exec) => finish(exec.wait(chan, stdin, keep_stdin_open), compile),
         Err(m) => {
             let mut r = blank(Status::SandboxError, Some(m));
             r.compile = compile;

@@ -2,12 +2,15 @@
 //! (EPERM) the calls a program run for a user never needs and that widen the kernel's
 //! attack surface — mounts, namespaces, tracing, BPF, keyrings, kexec, modules, perf,
 //! io_uring — and `clone` with namespace flags. `clone3` answers ENOSYS so libc falls back
-//! to `clone`, whose flags a classic BPF filter can see.
+//! to `clone`, whose flags a classic BPF filter can see. The whole x32 ABI is refused too:
+//! it shares x86_64's audit arch, so a list keyed by x86_64 numbers would not see x32's
+//! numbers for the same calls (on kernels that enable x32, `unshare` would slip through).
 
 use std::collections::BTreeMap;
 
 use seccompiler::{
-    BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter, SeccompRule,
+    sock_filter, BpfProgram, SeccompAction, SeccompCmpArgLen, SeccompCmpOp, SeccompCondition, SeccompFilter,
+    SeccompRule,
 };
 
 /// Syscalls refused outright.
@@ -99,7 +102,26 @@ pub fn build() -> Result<Filters, seccompiler::Error> {
         SeccompAction::Errno(libc::ENOSYS as u32),
         arch,
     )?;
-    Ok(Filters(vec![deny.try_into()?, clone3.try_into()?]))
+    Ok(Filters(vec![x32_guard(), deny.try_into()?, clone3.try_into()?]))
+}
+
+/// A filter refusing (EPERM) every syscall number with the x32 bit set.
+fn x32_guard() -> BpfProgram {
+    // Classic BPF opcodes (linux/filter.h) and seccomp return values (linux/seccomp.h).
+    const LD_W_ABS: u16 = 0x20; // BPF_LD | BPF_W | BPF_ABS
+    const JMP_JGE_K: u16 = 0x35; // BPF_JMP | BPF_JGE | BPF_K
+    const RET_K: u16 = 0x06; // BPF_RET | BPF_K
+    const NR_OFFSET: u32 = 0; // offsetof(struct seccomp_data, nr)
+    const X32_SYSCALL_BIT: u32 = 0x4000_0000;
+    const RET_ERRNO: u32 = 0x0005_0000;
+    const RET_ALLOW: u32 = 0x7fff_0000;
+    let op = |code, jt, jf, k| sock_filter { code, jt, jf, k };
+    vec![
+        op(LD_W_ABS, 0, 0, NR_OFFSET),
+        op(JMP_JGE_K, 0, 1, X32_SYSCALL_BIT),
+        op(RET_K, 0, 0, RET_ERRNO | libc::EPERM as u32),
+        op(RET_K, 0, 0, RET_ALLOW),
+    ]
 }
 
 impl Filters {

@@ -10,6 +10,7 @@
 //!   list of a cluster's), version check, ensure with replicas chosen for the cluster.
 //! - [`event`]: session events (`status`, `output`, `result`) and the `seq` splice.
 //! - [`job`]: a run request as queued on `code.run`.
+//! - [`control`]: stdin/kill for a running run, and the "run ended" notice to its gateway.
 //! - [`heartbeat`]: what an executor says about itself every second or two.
 //! - [`retry`]: publishes and puts that ride out a leader election (bounded retries, message
 //!   ids so a retried publish is stored once).
@@ -19,6 +20,7 @@
 
 pub mod config;
 pub mod connect;
+pub mod control;
 pub mod error;
 pub mod event;
 pub mod heartbeat;

@@ -31,3 +31,8 @@ pub fn heartbeat_subject(executor_id: &str) -> String {
 pub fn control_subject(run_id: &str) -> String {
     format!("hearth.control.{run_id}")
 }
+
+/// Where executors tell one gateway (a validated id) that a run it accepted has ended.
+pub fn done_subject(gateway_id: &str) -> String {
+    format!("hearth.gateway.{gateway_id}.done")
+}

@@ -12,6 +12,7 @@ use async_nats::jetstream::kv::{PutError, PutErrorKind, Store};
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{Context, ErrorCode};
+use async_nats::HeaderMap;
 use bytes::Bytes;
 
 /// How long a publish keeps trying through a leader election by default.
@@ -40,7 +41,21 @@ async fn back_off(tries: u32, deadline: Instant) {
 
 /// Sends one message with id `msg_id` (no wait for its confirmation).
 pub async fn send(js: &Context, subject: &str, payload: Bytes, msg_id: &str) -> Result<PublishAckFuture, PublishError> {
-    js.send_publish(subject.to_string(), PublishMessage::build().payload(payload).message_id(msg_id)).await
+    send_with_headers(js, subject, None, payload, msg_id).await
+}
+
+async fn send_with_headers(
+    js: &Context,
+    subject: &str,
+    headers: Option<&HeaderMap>,
+    payload: Bytes,
+    msg_id: &str,
+) -> Result<PublishAckFuture, PublishError> {
+    let mut message = PublishMessage::build().payload(payload);
+    if let Some(h) = headers {
+        message = message.headers(h.clone());
+    }
+    js.send_publish(subject.to_string(), message.message_id(msg_id)).await
 }
 
 /// Publishes and waits for the confirmation, retrying transient failures for `patience`.
@@ -51,10 +66,22 @@ pub async fn publish(
     msg_id: &str,
     patience: Duration,
 ) -> Result<PublishAck, PublishError> {
+    publish_with_headers(js, subject, None, payload, msg_id, patience).await
+}
+
+/// [`publish`] with headers besides the message id.
+pub async fn publish_with_headers(
+    js: &Context,
+    subject: &str,
+    headers: Option<&HeaderMap>,
+    payload: Bytes,
+    msg_id: &str,
+    patience: Duration,
+) -> Result<PublishAck, PublishError> {
     let deadline = Instant::now() + patience;
     let mut tries = 0;
     loop {
-        let outcome = match send(js, subject, payload.clone(), msg_id).await {
+        let outcome = match send_with_headers(js, subject, headers, payload.clone(), msg_id).await {
             Ok(ack) => ack.await,
             Err(e) => Err(e),
         };

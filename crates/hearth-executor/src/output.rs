@@ -1,7 +1,8 @@
 //! A run's events, in order: [`EventSink`] publishes to the session's subject and keeps a
 //! bounded window of unconfirmed publishes; [`forward`] turns the sandbox's output chunks
-//! into `output` events, gathering them for a few milliseconds (never until the end) and
-//! never splitting a UTF-8 character across two events when it can wait for the rest.
+//! into `output` events: after a quiet spell, as soon as a line ends; what follows gathered
+//! for a few milliseconds (never until the end), never splitting a UTF-8 character across
+//! two events when it can wait for the rest.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -128,10 +129,75 @@ struct Gathered {
 pub struct Forwarded {
     /// The agent said the user's program was started.
     pub started: bool,
+    /// When the first `output` event went out (µs since the epoch), for the run's timing.
+    pub first_us: Option<u64>,
+}
+
+/// What [`forward`] publishes through, and what it remembers between chunks.
+struct Out<'a> {
+    sink: &'a mut EventSink,
+    session_id: &'a str,
+    run_id: &'a str,
+    coalesce: Duration,
+    /// When the last `output` event went out: the next one waits until `coalesce` after it.
+    last: Option<Instant>,
+    /// When the first `output` event went out (µs since the epoch), for the run's timing.
+    first_us: Option<u64>,
+}
+
+impl Out<'_> {
+    async fn publish(&mut self, stream: Stream, data: &[u8]) -> Result<(), RunError> {
+        self.sink.publish(event::output(self.session_id, self.run_id, stream, data)).await?;
+        self.last = Some(Instant::now());
+        self.first_us.get_or_insert_with(hearth_proto::api::Timing::now_us);
+        Ok(())
+    }
+
+    /// No event went out for a `coalesce` period.
+    fn quiet(&self, now: Instant) -> bool {
+        !matches!(self.last, Some(t) if now < t + self.coalesce)
+    }
+
+    /// When output gathered from now on is due: one `coalesce` after the last event, or
+    /// from now after a quiet spell (sooner when a line ends, see [`forward`]).
+    fn due(&self) -> Instant {
+        let now = Instant::now();
+        match self.last {
+            Some(t) if now < t + self.coalesce => t + self.coalesce,
+            _ => now + self.coalesce,
+        }
+    }
+
+    /// Publishes what is gathered, keeping back an incomplete UTF-8 character for one more
+    /// period (if that is all there is, it goes out as it is).
+    async fn flush(&mut self, gathered: &mut Option<Gathered>) -> Result<(), RunError> {
+        let Some(g) = gathered.as_mut() else {
+            return Ok(());
+        };
+        let cut = match utf8_cut(&g.buf) {
+            0 => g.buf.len(),
+            n => n,
+        };
+        let rest = g.buf.split_off(cut);
+        let (stream, buf) = (g.stream, std::mem::take(&mut g.buf));
+        self.publish(stream, &buf).await?;
+        if rest.is_empty() {
+            *gathered = None;
+        } else if let Some(g) = gathered.as_mut() {
+            g.buf = rest;
+            g.due = self.due();
+        }
+        Ok(())
+    }
 }
 
 /// Publishes the output of `events` as `output` events until the channel closes; at most
-/// `cap` bytes in all (the run's output limit).
+/// `cap` bytes in all (the run's output limit). After a quiet period, output goes out as
+/// soon as a line ends (or `coalesce` later without one): the first line is not held back,
+/// and is not cut from its newline (`print` writes the two separately).
+/// What follows within `coalesce` of an event is gathered into the next one, so a chatty
+/// program makes at most one event per `coalesce` (or per 64 KiB). Returns when the first `output` event was published (µs
+/// since the epoch), if any was.
 pub async fn forward(
     sink: &mut EventSink,
     session_id: &str,
@@ -141,6 +207,7 @@ pub async fn forward(
     cap: u64,
 ) -> Result<Forwarded, RunError> {
     let mut started = false;
+    let mut out = Out { sink, session_id, run_id, coalesce, last: None, first_us: None };
     let mut sent: u64 = 0;
     let mut gathered: Option<Gathered> = None;
     loop {
@@ -156,53 +223,29 @@ pub async fn forward(
                     sent += data.len() as u64;
                     if gathered.as_ref().is_some_and(|g| g.stream != stream) {
                         let g = gathered.take().expect("checked");
-                        sink.publish(event::output(session_id, run_id, g.stream, &g.buf)).await?;
+                        out.publish(g.stream, &g.buf).await?;
                     }
-                    let g = gathered.get_or_insert_with(|| Gathered { stream, buf: Vec::new(), due: Instant::now() + coalesce });
+                    let due = out.due();
+                    let g = gathered.get_or_insert_with(|| Gathered { stream, buf: Vec::new(), due });
                     g.buf.extend_from_slice(data);
-                    if g.buf.len() >= FLUSH_BYTES {
-                        flush(sink, session_id, run_id, &mut gathered, coalesce).await?;
+                    let now = Instant::now();
+                    let line_after_quiet = g.buf.ends_with(b"\n") && out.quiet(now);
+                    if g.buf.len() >= FLUSH_BYTES || g.due <= now || line_after_quiet {
+                        out.flush(&mut gathered).await?;
                     }
                 }
                 Some(RunEvent::Started) => started = true,
                 None => break,
             },
             _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
-                flush(sink, session_id, run_id, &mut gathered, coalesce).await?;
+                out.flush(&mut gathered).await?;
             }
         }
     }
     if let Some(g) = gathered.take() {
-        sink.publish(event::output(session_id, run_id, g.stream, &g.buf)).await?;
+        out.publish(g.stream, &g.buf).await?;
     }
-    Ok(Forwarded { started })
-}
-
-/// Publishes what is gathered, keeping back an incomplete UTF-8 character for one more
-/// period (if that is all there is, it goes out as it is).
-async fn flush(
-    sink: &mut EventSink,
-    session_id: &str,
-    run_id: &str,
-    gathered: &mut Option<Gathered>,
-    coalesce: Duration,
-) -> Result<(), RunError> {
-    let Some(g) = gathered.as_mut() else {
-        return Ok(());
-    };
-    let cut = match utf8_cut(&g.buf) {
-        0 => g.buf.len(),
-        n => n,
-    };
-    let rest = g.buf.split_off(cut);
-    sink.publish(event::output(session_id, run_id, g.stream, &g.buf)).await?;
-    if rest.is_empty() {
-        *gathered = None;
-    } else {
-        g.buf = rest;
-        g.due = Instant::now() + coalesce;
-    }
-    Ok(())
+    Ok(Forwarded { started, first_us: out.first_us })
 }
 
 #[cfg(test)]

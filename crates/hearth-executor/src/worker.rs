@@ -10,8 +10,9 @@ use std::time::Duration;
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::Message;
 use futures_util::StreamExt;
+use hearth_bus::control::{ControlMsg, Done};
 use hearth_bus::{event, names, retry, Bus, Job};
-use hearth_proto::api::{Encoding, RunResult};
+use hearth_proto::api::{Encoding, RunResult, Timing};
 use hearth_proto::frame::FileSpec;
 use hearth_proto::{ids, Status};
 use hearth_sandbox::{Control, JobInput, Language, Languages, Pool, Sandbox};
@@ -41,6 +42,22 @@ pub struct Worker {
     pub abandon: watch::Sender<bool>,
 }
 
+/// A run's stdin/kill requests, as they come from its control subject.
+struct Controls {
+    rx: mpsc::Receiver<Control>,
+    /// Turns true on a kill, so a run not started yet is not started at all.
+    killed: watch::Receiver<bool>,
+    _listener: Option<AbortOnDrop<()>>,
+}
+
+/// Whether this delivery may run the run.
+enum Claim {
+    Ours,
+    /// The run already ended (cancelled while queued, or finished on an earlier delivery
+    /// whose ack was lost): it is not run again.
+    Ended(Status),
+}
+
 /// Counts a run as busy while it lives.
 struct BusyGuard<'a>(&'a AtomicUsize);
 
@@ -67,7 +84,10 @@ impl Worker {
 
     /// Handles one delivery of a run; never panics on bad input.
     pub async fn handle(&self, msg: Message) {
-        let delivered = msg.info().map(|i| i.delivered).unwrap_or(1);
+        let pulled_us = Timing::now_us();
+        let info = msg.info().ok();
+        let delivered = info.as_ref().map(|i| i.delivered).unwrap_or(1);
+        let queued_us = info.as_ref().map(|i| (i.published.unix_timestamp_nanos() / 1000).max(0) as u64).unwrap_or(0);
         let job: Job = match serde_json::from_slice(&msg.payload) {
             Ok(job) => job,
             Err(e) => {
@@ -91,26 +111,38 @@ impl Worker {
         let base = RunResult {
             run_id: job.run_id.clone(),
             session_id: req.session_id.clone(),
+            user_id: req.user_id.clone(),
             lang: req.lang.clone(),
             ..RunResult::default()
         };
-        // A redelivery whose run another delivery already finished (its ack was lost in a
-        // failover): the user has the answer; running it again would only say it twice.
-        if delivered > 1 && self.finished_elsewhere(&job.run_id).await {
-            tracing::info!(run = %job.run_id, delivered, "redelivered run already has its result; not running it again");
+        let mut timing = Timing { received_us: job.received_us, queued_us, pulled_us, ..Timing::default() };
+        // Listening before the claim: a gateway that finds the run claimed sends its kill
+        // to this subject, and it must arrive.
+        let controls = self.listen_for_control(&job.run_id).await;
+        let revision = msg
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(hearth_bus::job::QUEUED_REVISION))
+            .and_then(|v| v.as_str().parse::<u64>().ok());
+        if let Claim::Ended(status) = self.claim(&job, revision, &base).await {
+            tracing::debug!(run = %job.run_id, %status, "run already ended; not running it");
             self.ack(&msg, &job.run_id).await;
+            self.notify_done(&job).await;
             return;
         }
+        // A redelivery, or progress acks the server did not confirm: another executor may
+        // hold the run too, so `finish` looks for a result before answering.
         let shaky = AtomicBool::new(delivered > 1);
         if delivered >= self.config.bus.max_deliver {
             tracing::warn!(run = %job.run_id, delivered, "run exhausted its deliveries; reporting internal_error");
             let message = format!("the run was started {} times and no executor finished it", delivered - 1);
-            let result = RunResult { status: Some(Status::InternalError), message: Some(message), ..base };
-            self.finish(&msg, &mut sink, result, &shaky).await;
+            let result =
+                RunResult { status: Some(Status::InternalError), message: Some(message), timing: Some(timing), ..base };
+            self.finish(&msg, &job, &mut sink, result, &shaky).await;
             return;
         }
         let mut sandbox = None;
-        let work = self.execute(&job, delivered, &mut sink, &mut sandbox);
+        let work = self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing);
         let Some(outcome) = self.with_progress_acks(&msg, &job.run_id, work, true, &shaky).await else {
             tracing::warn!(run = %job.run_id, "executor stopping: run given back for redelivery");
             let _ = msg.ack_with(AckKind::Nak(None)).await;
@@ -120,11 +152,11 @@ impl Worker {
             return;
         };
         let result = match outcome {
-            Ok(result) => Some(result),
+            Ok(result) => Some(RunResult { timing: Some(timing), ..result }),
             Err(e) => match e.next() {
                 Next::Report(status) => {
                     tracing::warn!(run = %job.run_id, error = %e, "run failed");
-                    Some(RunResult { status: Some(status), message: Some(e.to_string()), ..base })
+                    Some(RunResult { status: Some(status), message: Some(e.to_string()), timing: Some(timing), ..base })
                 }
                 Next::Retry => {
                     tracing::warn!(run = %job.run_id, error = %e, "run not done here; it will be redelivered");
@@ -134,10 +166,57 @@ impl Worker {
             },
         };
         if let Some(result) = result {
-            self.finish(&msg, &mut sink, result, &shaky).await;
+            self.finish(&msg, &job, &mut sink, result, &shaky).await;
         }
         if let Some(sb) = sandbox {
             destroy(sb).await;
+        }
+    }
+
+    /// Claims the run: replaces the `queued` state the gateway stored (exactly that
+    /// revision) with `running`. A run whose stored state is already final is not run.
+    /// Trouble with the store does not stop the run (it is only logged).
+    async fn claim(&self, job: &Job, queued_revision: Option<u64>, base: &RunResult) -> Claim {
+        let results = &self.bus.results;
+        let running = RunResult { status: Some(Status::Running), ..base.clone() };
+        let running: bytes::Bytes = serde_json::to_vec(&running).expect("a result encodes").into();
+        let mut expected = queued_revision;
+        for _ in 0..3 {
+            if let Some(revision) = expected {
+                if results.update(&job.run_id, running.clone(), revision).await.is_ok() {
+                    return Claim::Ours;
+                }
+            }
+            // Not the revision we knew: someone wrote meanwhile (a cancel, an earlier delivery).
+            match results.entry(&job.run_id).await {
+                Ok(Some(entry)) => {
+                    let stored = serde_json::from_slice::<RunResult>(&entry.value).ok().and_then(|r| r.status);
+                    if let Some(status) = stored.filter(|s| s.is_final()) {
+                        return Claim::Ended(status);
+                    }
+                    expected = Some(entry.revision);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::warn!(run = %job.run_id, error = %e, "reading the run's state failed");
+                    break;
+                }
+            }
+        }
+        if let Err(e) = results.put(&job.run_id, running).await {
+            tracing::warn!(run = %job.run_id, error = %e, "storing the running state failed");
+        }
+        Claim::Ours
+    }
+
+    /// Tells the gateway that accepted the run that it has ended (best effort: the gateway
+    /// also ages out what it never hears about).
+    async fn notify_done(&self, job: &Job) {
+        let Some(subject) = job.notify.clone() else { return };
+        let done = Done { run_id: job.run_id.clone(), user_id: job.request.user_id.clone() };
+        let payload = serde_json::to_vec(&done).expect("a notice encodes");
+        if let Err(e) = self.bus.client.publish(subject, payload.into()).await {
+            tracing::debug!(run = %job.run_id, error = %e, "telling the gateway the run ended failed");
         }
     }
 
@@ -145,13 +224,16 @@ impl Worker {
     /// cluster electing a leader meanwhile is waited out (bounded, progress acks going), so
     /// a finished run is not run again for it.
     ///
-    /// `shaky` (a redelivery, or progress acks that failed: another executor may have the run
-    /// too) asks the store first, and a result already final there is not published again.
-    async fn finish(&self, msg: &Message, sink: &mut EventSink, mut result: RunResult, shaky: &AtomicBool) {
+    /// `shaky` (another executor may have the run too) asks the store first, and a result
+    /// already final there is not published again.
+    async fn finish(&self, msg: &Message, job: &Job, sink: &mut EventSink, mut result: RunResult, shaky: &AtomicBool) {
         if shaky.load(Ordering::Relaxed) && self.finished_elsewhere(&result.run_id).await {
             tracing::info!(run = %result.run_id, "another delivery finished this run first; not answering twice");
             self.ack(msg, &result.run_id).await;
             return;
+        }
+        if let Some(t) = result.timing.as_mut() {
+            t.published_us = Timing::now_us();
         }
         fit(&mut result, self.bus.max_payload().saturating_sub(PAYLOAD_MARGIN));
         // Stored before the `result` event goes out: whoever sees the event can read it.
@@ -168,6 +250,7 @@ impl Worker {
             Ok(_) => {
                 self.ack(msg, &result.run_id).await;
                 self.done.fetch_add(1, Ordering::Relaxed);
+                self.notify_done(job).await;
                 tracing::debug!(run = %result.run_id, status = ?result.status, wall_ms = result.wall_ms, "run done");
             }
             Err(e) => {
@@ -180,7 +263,8 @@ impl Worker {
     /// Drives `work`, telling the server every third of `ack_wait` that the run is still
     /// being worked on (waiting for a sandbox included), so it is not redelivered meanwhile.
     /// `None` when `abandonable` and the executor abandons its runs (shutdown past its drain
-    /// time).
+    /// time). A progress ack the server does not confirm (a failover under way) marks the
+    /// run `shaky`: it may be redelivered elsewhere meanwhile.
     async fn with_progress_acks<T>(
         &self,
         msg: &Message,
@@ -192,9 +276,7 @@ impl Worker {
         let every = (self.config.bus.ack_wait / 3).max(Duration::from_millis(100));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         let mut abandon = self.abandon.subscribe();
-        // Confirmed by the server: one that is not (a failover under way) may mean the run
-        // is redelivered elsewhere meanwhile, which `finish` then checks for. Polled beside
-        // `work`, never in its way.
+        // Polled beside `work`, never in its way.
         let acks = async {
             loop {
                 tick.tick().await;
@@ -246,6 +328,8 @@ impl Worker {
         attempt: i64,
         sink: &mut EventSink,
         sandbox: &mut Option<Sandbox>,
+        controls: Controls,
+        timing: &mut Timing,
     ) -> Result<RunResult, RunError> {
         let req = &job.request;
         let run_id = job.run_id.as_str();
@@ -258,32 +342,60 @@ impl Worker {
                 stdin: req.stdin.clone().into_bytes(),
                 args: req.args.clone(),
                 limits,
-                keep_stdin_open: false,
+                keep_stdin_open: req.interactive,
                 entry: req.entry.clone(),
             })
             .map_err(|e| RunError::Job { run_id: run_id.to_string(), message: e.to_string() })?;
         sink.publish(event::running(&req.session_id, run_id, &self.config.id, attempt)).await?;
-        let running = RunResult {
-            run_id: run_id.to_string(),
-            session_id: req.session_id.clone(),
-            lang: req.lang.clone(),
-            status: Some(Status::Running),
-            ..RunResult::default()
-        };
-        let running = serde_json::to_vec(&running).expect("a result encodes");
-        let (stored, acquired) =
-            tokio::join!(self.bus.results.put(run_id, running.into()), self.pool.acquire_for(&language.id));
-        if let Err(e) = stored {
-            tracing::warn!(run = %run_id, error = %e, "storing the running state failed");
-        }
-        let mut acquired = acquired;
+        let Controls { rx: mut control_rx, killed, _listener: listener } = controls;
+        // What reached a sandbox of this run so far (stdin sent before the program started):
+        // a fresh sandbox after a failure gets it again.
+        let mut forwarded: Vec<Control> = Vec::new();
         let mut attempt_here = 1;
-        loop {
+        let outcome = loop {
+            let acquired = self.pool.acquire_for(&language.id).await;
             let sb =
                 sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
-            let (outcome, started) = self.run_in(sb, run_id, req, &agent_run, limits.output_bytes, sink).await;
+            timing.acquired_us = Timing::now_us();
+            if *killed.borrow() {
+                let message = Some("killed before it started".to_string());
+                let (session_id, user_id, lang) = (req.session_id.clone(), req.user_id.clone(), req.lang.clone());
+                let status = Some(Status::Cancelled);
+                return Ok(RunResult {
+                    run_id: run_id.into(),
+                    session_id,
+                    user_id,
+                    lang,
+                    status,
+                    message,
+                    ..Default::default()
+                });
+            }
+            let (events_tx, events_rx) = mpsc::channel(256);
+            let (attempt_tx, attempt_rx) = mpsc::channel(64);
+            for c in &forwarded {
+                let _ = attempt_tx.try_send(c.clone());
+            }
+            let relay = async {
+                while let Some(c) = control_rx.recv().await {
+                    forwarded.push(c.clone());
+                    if attempt_tx.send(c).await.is_err() {
+                        break;
+                    }
+                }
+                std::future::pending::<()>().await
+            };
+            let run = sb.run(&agent_run, Some(events_tx), Some(attempt_rx));
+            let streamed = forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, limits.output_bytes);
+            let (outcome, streamed) = tokio::select! {
+                both = async { tokio::join!(run, streamed) } => both,
+                () = relay => unreachable!("the relay never ends by itself"),
+            };
+            // Started is known to the streamer; a failed stream counts as started (never
+            // re-run what may have shown output).
+            let started = streamed.as_ref().map_or(true, |f| f.started);
             match outcome {
-                Err(RunError::Sandbox { source, .. }) if !started && attempt_here < self.config.sandbox_attempts => {
+                Err(source) if !started && attempt_here < self.config.sandbox_attempts => {
                     // Nothing of the user's program ran and nothing of it was streamed: try
                     // again on a fresh sandbox, without the user seeing it.
                     tracing::warn!(run = %run_id, attempt_here, error = %source, "sandbox failed before the program started; using another");
@@ -292,70 +404,63 @@ impl Worker {
                         destroy(sb).await;
                     }
                     attempt_here += 1;
-                    acquired = self.pool.acquire_for(&language.id).await;
                 }
-                Err(RunError::Sandbox { run_id, source }) if !started => {
-                    return Err(RunError::SandboxBeforeStart { run_id, attempts: attempt_here, source });
+                Err(source) if !started => {
+                    return Err(RunError::SandboxBeforeStart {
+                        run_id: run_id.to_string(),
+                        attempts: attempt_here,
+                        source,
+                    });
                 }
-                other => return other,
+                Err(source) => return Err(RunError::Sandbox { run_id: run_id.to_string(), source }),
+                Ok(outcome) => break (outcome, streamed?),
             }
-        }
-    }
-
-    /// One try of a run in `sb`: the result, and whether the user's program was started
-    /// (after that, a sandbox failure is the run's end, never a silent re-run).
-    async fn run_in(
-        &self,
-        sb: &mut Sandbox,
-        run_id: &str,
-        req: &hearth_proto::api::RunRequest,
-        agent_run: &hearth_proto::frame::AgentRun,
-        output_bytes: u64,
-        sink: &mut EventSink,
-    ) -> (Result<RunResult, RunError>, bool) {
-        let (events_tx, events_rx) = mpsc::channel(256);
-        let (control_tx, control_rx) = mpsc::channel(16);
-        let control = self.listen_for_control(run_id, control_tx).await;
-        let run = sb.run(agent_run, Some(events_tx), Some(control_rx));
-        let streamed = forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, output_bytes);
-        let (outcome, streamed) = tokio::join!(run, streamed);
-        drop(control);
-        let started = streamed.as_ref().map_or(true, |f| f.started);
-        let result = match (outcome, streamed) {
-            (Err(source), _) => Err(RunError::Sandbox { run_id: run_id.to_string(), source }),
-            (Ok(_), Err(e)) => Err(e),
-            (Ok(outcome), Ok(_)) => Ok(outcome.to_api(run_id, &req.session_id, &req.lang)),
         };
-        (result, started)
+        drop(listener);
+        let (outcome, streamed) = outcome;
+        timing.first_output_us = streamed.first_us.unwrap_or(0);
+        timing.started_us = outcome.started_at.map_or(0, Timing::epoch_us);
+        timing.exited_us = Timing::epoch_us(outcome.ended_at);
+        timing.program_us = outcome.result.wall_us;
+        timing.prepared = outcome.prepared;
+        Ok(RunResult { user_id: req.user_id.clone(), ..outcome.to_api(run_id, &req.session_id, &req.lang) })
     }
 
-    /// Forwards `stdin`/`kill` requests on the run's control subject to the sandbox.
-    async fn listen_for_control(&self, run_id: &str, tx: mpsc::Sender<Control>) -> Option<AbortOnDrop<()>> {
+    /// Subscribes to the run's control subject and forwards what comes to the sandbox:
+    /// stdin (then a close on `eof`) and kill.
+    async fn listen_for_control(&self, run_id: &str) -> Controls {
+        let (tx, rx) = mpsc::channel(64);
+        let (killed_tx, killed) = watch::channel(false);
         let mut sub = match self.bus.client.subscribe(names::control_subject(run_id)).await {
             Ok(sub) => sub,
             Err(e) => {
-                tracing::warn!(run = %run_id, error = %e, "no control subscription: kill will not reach this run");
-                return None;
+                tracing::warn!(run = %run_id, error = %e, "no control subscription: stdin and kill will not reach this run");
+                return Controls { rx, killed, _listener: None };
             }
         };
-        Some(AbortOnDrop(tokio::spawn(async move {
+        let listener = AbortOnDrop(tokio::spawn(async move {
             while let Some(m) = sub.next().await {
-                let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) else {
+                let Ok(msg) = serde_json::from_slice::<ControlMsg>(&m.payload) else {
                     continue;
                 };
-                let control = match v.get("type").and_then(|t| t.as_str()) {
-                    Some("kill") => Control::Kill,
-                    Some("stdin") => {
-                        Control::Stdin(v.get("data").and_then(|d| d.as_str()).unwrap_or("").as_bytes().to_vec())
+                let controls = match msg {
+                    ControlMsg::Kill => {
+                        let _ = killed_tx.send(true);
+                        vec![Control::Kill]
                     }
-                    Some("close_stdin") => Control::CloseStdin,
-                    _ => continue,
+                    ControlMsg::Stdin { data, eof } => {
+                        let data = (!data.is_empty()).then(|| Control::Stdin(data.into_bytes()));
+                        data.into_iter().chain(eof.then_some(Control::CloseStdin)).collect()
+                    }
                 };
-                if tx.send(control).await.is_err() {
-                    return;
+                for control in controls {
+                    if tx.send(control).await.is_err() {
+                        return;
+                    }
                 }
             }
-        })))
+        }));
+        Controls { rx, killed, _listener: Some(listener) }
     }
 }
 
@@ -367,18 +472,11 @@ async fn destroy(sb: Sandbox) {
     }
 }
 
-/// Where single-file `code` goes: the language's entry file name, hidden (`.main.py`), so
-/// the work dir a program lists holds only what the program itself made (the
-/// `concurrent-isolation` field case lists it and expects only its own file).
-fn code_file(language: &Language) -> String {
-    format!(".{}", language.file)
-}
-
-/// The request's files (or its code under [`code_file`]).
+/// The request's files (or its code under [`Language::code_file`]).
 fn files(req: &hearth_proto::api::RunRequest, language: &Language) -> Result<Vec<FileSpec>, RunError> {
     let mut out = Vec::new();
     if let Some(code) = &req.code {
-        out.push(FileSpec { path: code_file(language), data: code.clone().into_bytes(), executable: false });
+        out.push(FileSpec { path: language.code_file(), data: code.clone().into_bytes(), executable: false });
     }
     for f in &req.files {
         let data = match f.encoding {

@@ -1,5 +1,6 @@
 //! The gateway's configuration, with explicit defaults.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use hearth_bus::BusConfig;
@@ -22,11 +23,11 @@ pub struct GatewayConfig {
     /// Runs' limits as the executors resolve them (for the `?wait=true` bound).
     pub limits_default: Limits,
     pub limits_max: Limits,
-    /// Longest pull of a socket's event consumer. Its idle heartbeat is half of it and the
-    /// consumer is recreated after four missed beats, so this bounds how long a socket goes
-    /// quiet when the nats-server holding its consumer dies (~2x this); shorter costs more
-    /// pulls and heartbeats per idle socket.
-    pub events_pull_expires: Duration,
+    /// Events a WebSocket may hold unsent before it stops being fed live and catches up
+    /// from the stream instead (a slow client costs bounded memory).
+    pub ws_inbox: usize,
+    /// The browser UI's directory (`web/dist`); `None`: `/` says the UI is not built.
+    pub web_dir: Option<PathBuf>,
 }
 
 impl GatewayConfig {
@@ -39,7 +40,8 @@ impl GatewayConfig {
             wait_margin: Duration::from_secs(60),
             limits_default: Limits::DEFAULT,
             limits_max: Limits::MAX,
-            events_pull_expires: Duration::from_secs(6),
+            ws_inbox: crate::hub::INBOX,
+            web_dir: None,
         }
     }
 }

@@ -26,6 +26,12 @@ pub enum ApiError {
     TooLarge(String),
     #[error("unknown language {0:?}: see GET /v1/languages")]
     UnknownLanguage(String),
+    /// stdin for a run that has not started yet.
+    #[error("{0}")]
+    NotRunning(String),
+    /// stdin or kill for a run that has ended.
+    #[error("{0}")]
+    RunEnded(String),
     #[error("the run queue is full; retry later")]
     QueueFull,
     #[error("not ready: {0}")]
@@ -46,6 +52,7 @@ impl ApiError {
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnknownLanguage(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::NotRunning(_) | ApiError::RunEnded(_) => StatusCode::CONFLICT,
             ApiError::QueueFull | ApiError::NotReady(_) | ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -59,6 +66,8 @@ impl ApiError {
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnknownLanguage(_) => "unknown_language",
+            ApiError::NotRunning(_) => "not_running",
+            ApiError::RunEnded(_) => "run_ended",
             ApiError::QueueFull => "queue_full",
             ApiError::NotReady(_) => "not_ready",
             ApiError::Unavailable(_) => "unavailable",

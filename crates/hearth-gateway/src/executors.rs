@@ -39,6 +39,18 @@ impl Executors {
         seen.values().filter(|(at, _)| at.elapsed() <= self.stale).map(|(_, hb)| hb.clone()).collect()
     }
 
+    /// The executors online, each with the time since its last heartbeat, sorted by id.
+    pub fn online_with_age(&self) -> Vec<(Duration, Heartbeat)> {
+        let seen = self.seen.lock().expect("executors lock");
+        let mut list: Vec<(Duration, Heartbeat)> = seen
+            .values()
+            .filter(|(at, _)| at.elapsed() <= self.stale)
+            .map(|(at, hb)| (at.elapsed(), hb.clone()))
+            .collect();
+        list.sort_by(|a, b| a.1.id.cmp(&b.1.id));
+        list
+    }
+
     pub fn totals(&self) -> Totals {
         self.online().iter().fold(Totals::default(), |t, hb| Totals {
             online: t.online + 1,

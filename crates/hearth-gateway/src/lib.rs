@@ -3,14 +3,19 @@
 //! confirmed JetStream publish (503 + Retry-After when the queue is full), answers at once
 //! or, with `?wait=true`, with the final result; and streams a session's events over a
 //! WebSocket from the replayable `EVENTS` stream, with `seq` = the stream sequence so a
-//! reconnect with `since=` resumes exactly.
+//! reconnect with `since=` resumes exactly. One consumer per gateway feeds every socket
+//! ([`hub`]), so idle sockets cost the NATS server nothing.
 //!
 //! Layout:
 //! - [`config`]: `GatewayConfig` with explicit defaults.
 //! - [`runs`]: `POST /v1/runs`, `GET /v1/runs/{id}`, validation and submission.
 //! - [`ws`]: `GET /v1/ws`: session events out, `run`/`stdin`/`kill` frames in.
+//! - [`hub`]: one feed of every session's events per gateway, fanned out to its sockets.
+//! - [`control`]: `stdin` and `kill` for a run of the asker's own session.
 //! - [`ops`]: `/healthz`, `/readyz`, `/metrics`, `GET /v1/languages`.
 //! - [`executors`]: executor heartbeats: who is online, what languages exist.
+//! - [`status`]: `GET /v1/status` (executors, queue depth, recent latency) for the status page.
+//! - [`ui`]: the browser UI's files (`web/dist`) at `/`, `/status` and `/ui/<file>`.
 //! - [`metrics`]: counters, rendered as Prometheus text.
 //! - [`error`]: the `ApiError`, the one mapping of errors to HTTP.
 //!
@@ -33,11 +38,15 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod executors;
+pub mod hub;
 pub mod metrics;
 pub mod ops;
 pub mod runs;
+pub mod status;
+pub mod ui;
 pub mod ws;
 
 use std::future::Future;
@@ -59,6 +68,8 @@ pub enum GatewayError {
     Bus(#[from] BusError),
     #[error("serving http: {0}")]
     Serve(std::io::Error),
+    #[error("reading the events stream: {0}")]
+    Feed(String),
 }
 
 /// What every handler shares.
@@ -67,6 +78,11 @@ pub struct AppState {
     pub config: GatewayConfig,
     pub executors: Arc<executors::Executors>,
     pub metrics: metrics::Metrics,
+    /// The sockets open here by session, fed from one consumer of `EVENTS`.
+    pub hub: Arc<hub::Hub>,
+    /// Runs this gateway accepted and how long they took (for `/v1/status`).
+    pub latency: Arc<status::Latency>,
+    pub queue_cache: status::QueueCache,
     /// Turns true when the gateway stops: open WebSockets close (graceful shutdown would
     /// otherwise wait for them forever).
     pub closing: tokio::sync::watch::Receiver<bool>,
@@ -83,6 +99,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/status", get(status::status))
+        .route("/", get(ui::index))
+        .route("/status", get(ui::status_page))
+        .route("/ui/{file}", get(ui::asset))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(state.clone(), metrics::count))
@@ -99,9 +119,24 @@ pub async fn serve(
 ) -> Result<(), GatewayError> {
     let bus = Bus::connect(&config.nats_url, "hearth-gateway", config.bus.clone()).await?;
     let executors = Arc::new(executors::Executors::new(config.executor_stale));
-    let heartbeats = tokio::spawn(executors::listen(bus.client.clone(), executors.clone()));
+    let _heartbeats = AbortOnDrop(tokio::spawn(executors::listen(bus.client.clone(), executors.clone())));
+    let latency = Arc::new(status::Latency::default());
+    let _results = AbortOnDrop(tokio::spawn(status::listen(bus.client.clone(), latency.clone())));
+    // The feed starts after what is stored now; a socket reads anything older itself.
+    let from = bus.events.get_info().await.map_err(|e| GatewayError::Feed(e.to_string()))?.state.last_sequence;
+    let hub = Arc::new(hub::Hub::new(config.ws_inbox));
+    let _feed = AbortOnDrop(tokio::spawn(hub::feed(hub.clone(), bus.events.clone(), from, bus.connects.clone())));
     let (close, closing) = tokio::sync::watch::channel(false);
-    let state = Arc::new(AppState { bus, config, executors, metrics: metrics::Metrics::default(), closing });
+    let state = Arc::new(AppState {
+        bus,
+        config,
+        executors,
+        metrics: metrics::Metrics::default(),
+        hub,
+        latency,
+        queue_cache: status::QueueCache::default(),
+        closing,
+    });
     let shutdown = async move {
         shutdown.await;
         let _ = close.send(true);
@@ -110,6 +145,14 @@ pub async fn serve(
         tracing::info!(%addr, "gateway listening");
     }
     let result = axum::serve(listener, router(state)).with_graceful_shutdown(shutdown).await;
-    heartbeats.abort();
     result.map_err(GatewayError::Serve)
+}
+
+/// A background task that ends with the gateway, also when its future is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -12,7 +12,7 @@ use crate::error::ApiError;
 use crate::metrics;
 use crate::AppState;
 
-fn nats_connected(state: &AppState) -> bool {
+pub fn nats_connected(state: &AppState) -> bool {
     state.bus.client.connection_state() == async_nats::connection::State::Connected
 }
 
@@ -33,9 +33,25 @@ pub async fn readyz(State(state): State<Arc<AppState>>) -> Result<impl IntoRespo
     Ok(Json(json!({"status": "ready", "executors": totals.online, "slots": totals.slots, "busy": totals.busy})))
 }
 
+/// Runs waiting for an executor and runs being worked on, from the executors' consumer
+/// (before any executor made it, every stored run waits); `None` when NATS does not say
+/// within a second.
+async fn queue(state: &AppState) -> Option<metrics::Queue> {
+    let within = std::time::Duration::from_secs(1);
+    let consumer = tokio::time::timeout(within, state.bus.runs.consumer_info(hearth_bus::names::EXECUTORS_CONSUMER));
+    match consumer.await.ok()? {
+        Ok(info) => Some(metrics::Queue { waiting: info.num_pending, in_flight: info.num_ack_pending as u64 }),
+        Err(_) => {
+            let info = tokio::time::timeout(within, state.bus.runs.get_info()).await.ok()?.ok()?;
+            Some(metrics::Queue { waiting: info.state.messages, in_flight: 0 })
+        }
+    }
+}
+
 /// Prometheus text.
 pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
-    let text = metrics::render(&state.metrics, state.executors.totals(), nats_connected(&state));
+    let queue = queue(&state).await;
+    let text = metrics::render(&state.metrics, &state.hub, state.executors.totals(), nats_connected(&state), queue);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 

@@ -8,8 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::context::PublishErrorKind;
+use axum::body::Body;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -17,7 +18,7 @@ use axum::Json;
 use futures_util::StreamExt;
 use hearth_bus::event::{self, EventHead};
 use hearth_bus::{names, retry, Job};
-use hearth_proto::api::{Encoding, RunRequest, RunResult};
+use hearth_proto::api::{Encoding, RunRequest, RunResult, Timing};
 use hearth_proto::{ids, Limits, Status};
 use serde::Deserialize;
 use serde_json::json;
@@ -53,13 +54,46 @@ impl Accepted {
     }
 }
 
-/// Parses a request body; `BytesRejection` covers the body limit (413).
-pub fn parse_body(body: Result<Bytes, BytesRejection>) -> Result<RunRequest, ApiError> {
-    let body = body.map_err(|r| match r.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => ApiError::TooLarge(format!("request body is too large: {}", r.body_text())),
-        _ => ApiError::BadRequest(r.body_text()),
-    })?;
-    serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid run request: {e}")))
+/// Most bytes read and dropped past the body limit before a 413 is answered.
+const DRAIN_MAX: usize = 64 << 20;
+/// Longest time a request body may take to arrive (a slow sender cannot hold a task forever).
+const BODY_TIME: Duration = Duration::from_secs(60);
+
+/// Reads a request body of at most `limit` bytes. An oversized body is still read to its end
+/// (up to [`DRAIN_MAX`] more bytes) before the 413 goes out: a server that stops reading
+/// mid-body and closes makes the client's kernel see a reset, which can destroy the answer
+/// before the client reads it, so the client would see a dropped connection instead of a
+/// clear 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    let mut chunks = body.into_data_stream();
+    let mut kept = Vec::new();
+    let mut seen = 0usize;
+    let read = tokio::time::timeout(BODY_TIME, async {
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("reading the request body: {e}")))?;
+            seen += chunk.len();
+            if seen <= limit {
+                kept.extend_from_slice(&chunk);
+            } else if seen > limit.saturating_add(DRAIN_MAX) {
+                break;
+            }
+        }
+        Ok::<_, ApiError>(())
+    })
+    .await;
+    if seen > limit {
+        return Err(ApiError::TooLarge(format!("request body is over the {limit}-byte limit")));
+    }
+    match read {
+        Ok(Ok(())) => Ok(Bytes::from(kept)),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err(ApiError::BadRequest(format!("the request body did not arrive within {BODY_TIME:?}"))),
+    }
+}
+
+/// Parses a run request body.
+pub fn parse_body(body: &[u8]) -> Result<RunRequest, ApiError> {
+    serde_json::from_slice(body).map_err(|e| ApiError::BadRequest(format!("invalid run request: {e}")))
 }
 
 /// Checks everything about `req` the gateway can know: ids, language, files.
@@ -124,10 +158,12 @@ fn is_queue_full(e: &async_nats::jetstream::context::PublishError) -> bool {
 /// Queues a validated run: `queued` event and stored state first (so the session never sees
 /// `running` before `queued`), then the confirmed publish to `RUNS`.
 pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiError> {
+    let received_us = Timing::now_us();
+    let started = std::time::Instant::now();
     let run_id = uuid::Uuid::now_v7().to_string();
     let accepted = Accepted { run_id: run_id.clone(), session_id: req.session_id.clone() };
-    let lang = req.lang.clone();
-    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms() };
+    let (lang, user_id) = (req.lang.clone(), req.user_id.clone());
+    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms(), received_us, notify: None };
     let payload = serde_json::to_vec(&job).map_err(|e| ApiError::Internal(format!("encoding a job: {e}")))?;
     if payload.len() > state.bus.max_payload() {
         return Err(ApiError::TooLarge(format!(
@@ -140,6 +176,7 @@ pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiEr
     let queued = RunResult {
         run_id: run_id.clone(),
         session_id: accepted.session_id.clone(),
+        user_id,
         lang,
         status: Some(Status::Queued),
         ..RunResult::default()
@@ -153,13 +190,18 @@ pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiEr
     let stored = retry::put(&state.bus.results, &run_id, queued_bytes.into(), PATIENCE);
     let (event, stored) = tokio::join!(event, stored);
     event.map_err(|e| unavailable("publishing the queued event", e))?;
-    stored.map_err(|e| unavailable("storing the queued state", e))?;
-    match retry::publish(js, names::RUN_SUBJECT, payload.into(), &run_id, PATIENCE).await {
+    let revision = stored.map_err(|e| unavailable("storing the queued state", e))?;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(hearth_bus::job::QUEUED_REVISION, revision.to_string().as_str());
+    // Counted before the publish: a quick run's result can pass before the publish's ack.
+    state.latency.accepted(&run_id, started);
+    match retry::publish_with_headers(js, names::RUN_SUBJECT, Some(&headers), payload.into(), &run_id, PATIENCE).await {
         Ok(_) => {
             Metrics::inc(&state.metrics.runs_accepted);
             Ok(accepted)
         }
         Err(e) => {
+            state.latency.forget(&run_id);
             // After a lost confirmation (time-out, broken connection) the run may be queued
             // all the same: then it is not ended here, its events will come.
             let surely_not_queued = is_queue_full(&e)
@@ -199,7 +241,7 @@ fn wait_bound(state: &AppState, req: &RunRequest) -> Duration {
 pub async fn create(
     State(state): State<Arc<AppState>>,
     query: Result<Query<RunQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
+    body: Body,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     let wait = match query.wait.as_deref() {
@@ -207,7 +249,7 @@ pub async fn create(
         Some("true" | "1") => true,
         Some(other) => return Err(ApiError::BadRequest(format!("wait must be true or false, not {other:?}"))),
     };
-    let req = parse_body(body)?;
+    let req = parse_body(&read_body(body, state.config.body_limit).await?)?;
     validate(&state, &req)?;
     if !wait {
         let accepted = submit(&state, req).await?;

@@ -1,29 +1,53 @@
-//! `GET /v1/ws?session_id=..[&since=SEQ]`: a session's events, replayed from the `EVENTS`
-//! stream through an ordered consumer that starts right after `since` (or at the start of
-//! what is retained), so a reconnect gets every later event in order, without gap or
-//! duplicate. Each event goes out as a text frame with `seq` = its stream sequence. The
-//! client may send `run`, `stdin` and `kill` frames. When the gateway stops, every socket is
-//! closed with code 1012 ("service restart"): reconnect, with `since=`.
+//! `GET /v1/ws?session_id=..[&since=SEQ]`: a session's events, from the gateway's
+//! [`crate::hub`]: the socket subscribes, catches up on what the `EVENTS` stream holds
+//! after `since` (or all it retains), then sends what the hub pushes, skipping what it sent
+//! already; so a reconnect gets every later event in order, without gap or duplicate. Each
+//! event goes out as a text frame with `seq` = its stream sequence. The client may send
+//! `run`, `stdin` and `kill` frames. When the gateway stops, every socket is closed with
+//! code 1012 ("service restart"): reconnect, with `since=`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use async_nats::jetstream::consumer::pull::{Ordered, OrderedConfig};
-use async_nats::jetstream::consumer::DeliverPolicy;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
-use hearth_bus::{event, names};
+use hearth_bus::event;
 use hearth_proto::api::RunRequest;
 use hearth_proto::{ids, Status};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::control::{self, Asker};
 use crate::error::ApiError;
+use crate::hub::{catch_up, Event};
 use crate::runs;
 use crate::AppState;
+
+/// Bytes a socket reads from the network at a time (tungstenite's default is 128 KiB per
+/// socket, allocated up front: 1.3 GB for ten thousand idle sockets). Larger client frames
+/// still arrive whole: the buffer grows for them.
+const READ_BUFFER: usize = 4 << 10;
+
+/// `{"type":"stdin","run_id","data"?,"eof"?}` (the `type` already taken off).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StdinFrame {
+    run_id: String,
+    #[serde(default)]
+    data: Option<String>,
+    #[serde(default)]
+    eof: bool,
+}
+
+/// `{"type":"kill","run_id"}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KillFrame {
+    run_id: String,
+}
 
 #[derive(Debug, Deserialize)]
 pub struct WsQuery {
@@ -31,7 +55,7 @@ pub struct WsQuery {
     since: Option<u64>,
 }
 
-/// Validates the session, opens its event consumer, then upgrades.
+/// Validates the session, checks that its events can be read, then upgrades.
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
     query: Result<Query<WsQuery>, QueryRejection>,
@@ -41,51 +65,14 @@ pub async fn upgrade(
     let session_id = query.session_id.ok_or_else(|| ApiError::BadRequest("session_id is required".into()))?;
     ids::validate("session_id", &session_id)?;
     let ws = ws.map_err(|r| ApiError::BadRequest(format!("not a websocket upgrade: {}", r.body_text())))?;
-    let since = query.since.unwrap_or(0);
-    let events = open_events(&state, &session_id, since).await?;
+    if state.bus.client.connection_state() != async_nats::connection::State::Connected {
+        return Err(ApiError::Unavailable("opening the session's events: not connected to nats".into()));
+    }
     Ok(ws
         .max_message_size(state.config.body_limit)
-        .on_upgrade(move |socket| session(socket, state, session_id, events, since)))
+        .read_buffer_size(READ_BUFFER)
+        .on_upgrade(move |socket| session(socket, state, session_id, query.since.unwrap_or(0))))
 }
-
-/// The session's events after seq `after` (all of them for 0), through an ordered consumer.
-async fn open_events(state: &AppState, session_id: &str, after: u64) -> Result<Ordered, ApiError> {
-    let deliver_policy = match after {
-        0 => DeliverPolicy::All,
-        seq => DeliverPolicy::ByStartSequence { start_sequence: seq.saturating_add(1) },
-    };
-    let config = OrderedConfig {
-        filter_subject: names::events_subject(session_id),
-        deliver_policy,
-        // The consumer's heartbeat is half of this (async-nats): when the node holding the
-        // consumer dies, it is recreated from the last event sent after two missed beats
-        // were noticed twice, about twice this.
-        max_expires: state.config.events_pull_expires,
-        ..OrderedConfig::default()
-    };
-    let unavailable = |e: &dyn std::fmt::Display| ApiError::Unavailable(format!("opening the session's events: {e}"));
-    let consumer = state.bus.events.create_consumer(config).await.map_err(|e| unavailable(&e))?;
-    consumer.messages().await.map_err(|e| unavailable(&e))
-}
-
-/// Opens the session's events again after `after`, retrying while the cluster recovers
-/// (a leader election takes seconds), within [`REOPEN_PATIENCE`].
-async fn reopen_events(state: &AppState, session_id: &str, after: u64) -> Result<Ordered, ApiError> {
-    let deadline = tokio::time::Instant::now() + REOPEN_PATIENCE;
-    loop {
-        match open_events(state, session_id, after).await {
-            Ok(events) => return Ok(events),
-            Err(e) if tokio::time::Instant::now() < deadline => {
-                tracing::info!(session = %session_id, error = %e, "reopening the session's events; retrying");
-                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-}
-
-/// How long a socket tries to get its events back after NATS trouble before it closes.
-const REOPEN_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Counts an open socket while it lives.
 struct Open<'a>(&'a std::sync::atomic::AtomicI64);
@@ -100,29 +87,45 @@ fn error_frame(e: &ApiError) -> String {
     json!({"type": "error", "error": {"code": e.code(), "message": e.public_message()}}).to_string()
 }
 
-/// Serves one socket. `last_sent` is the highest seq the client has (its `since`): the
-/// consumer may start over from the beginning after it recreates itself (async-nats does
-/// when that happens before its first message), so anything at or below it is skipped and
-/// the client never gets an event twice.
-async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, mut events: Ordered, mut last_sent: u64) {
+/// Notes what the socket's asker needs of an event going out: runs it remembers end with
+/// their `result`.
+fn seen(asker: &mut Asker, ev: &Event) {
+    if asker.remembers_any() {
+        match serde_json::from_str::<event::EventHead>(ev.text.as_str()) {
+            Ok(head) if head.is_result() => asker.forget(&head.run_id),
+            _ => {}
+        }
+    }
+}
+
+/// One socket: events of `session_id` after `since` out, client frames in.
+async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, since: u64) {
     state.metrics.ws_open.fetch_add(1, Ordering::Relaxed);
     let _open = Open(&state.metrics.ws_open);
+    // Subscribed before the history is read: whatever is stored after the read is pushed.
+    let mut subscription = state.hub.subscribe(&session_id);
     let (mut out, mut incoming) = socket.split();
+    let sent = &state.metrics.ws_events_sent;
+    let mut last = since;
+    let mut behind = true;
+    let mut asker = Asker::new(session_id.clone(), None);
     let mut closing = state.closing.clone();
-    let mut connects = state.bus.connects.clone();
-    connects.borrow_and_update();
     loop {
-        tokio::select! {
-            // After a reconnect (the server this gateway used may be gone, and the consumer
-            // with it), the consumer is made afresh from the last event sent rather than
-            // trusted to notice by itself; nothing is lost or repeated (`last_sent`).
-            Ok(()) = connects.changed() => match reopen_events(&state, &session_id, last_sent).await {
-                Ok(fresh) => events = fresh,
+        if behind {
+            behind = false;
+            let caught_up =
+                catch_up(&state.bus.events, &session_id, &mut last, &mut out, sent, |ev| seen(&mut asker, ev));
+            match caught_up.await {
+                Ok(true) => {}
+                Ok(false) => break,
                 Err(e) => {
-                    let _ = out.send(Message::Text(error_frame(&e).into())).await;
+                    tracing::warn!(session = %session_id, error = %e, "session events failed");
+                    let _ = out.send(Message::Text(error_frame(&ApiError::Unavailable(e.to_string())).into())).await;
                     break;
                 }
-            },
+            }
+        }
+        tokio::select! {
             _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => {
                 // 1012 "service restart": the client reconnects (to another gateway behind
                 // the balancer) with `since=` and misses nothing.
@@ -130,35 +133,27 @@ async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, mu
                 let _ = out.send(Message::Close(Some(frame))).await;
                 break;
             }
-            ev = events.next() => match ev {
-                Some(Ok(msg)) => {
-                    let Ok(info) = msg.info() else { continue };
-                    let seq = info.stream_sequence;
-                    if seq <= last_sent {
-                        continue;
-                    }
-                    let Some(text) = event::with_seq(&msg.payload, seq) else { continue };
-                    if out.send(Message::Text(text.into())).await.is_err() {
-                        break;
-                    }
-                    last_sent = seq;
-                    state.metrics.ws_events_sent.fetch_add(1, Ordering::Relaxed);
+            ev = subscription.inbox.recv() => {
+                // The hub holds the sender while the subscription lives: never `None` here.
+                let Some(ev) = ev else { break };
+                if subscription.sub.take_lagged() {
+                    // Events were dropped for this socket: this one may come after the gap.
+                    behind = true;
+                    continue;
                 }
-                Some(Err(e)) => {
-                    tracing::warn!(session = %session_id, error = %e, "session events failed; reopening them");
-                    match reopen_events(&state, &session_id, last_sent).await {
-                        Ok(fresh) => events = fresh,
-                        Err(e) => {
-                            let _ = out.send(Message::Text(error_frame(&e).into())).await;
-                            break;
-                        }
-                    }
+                if ev.seq <= last {
+                    continue;
                 }
-                None => break,
-            },
+                seen(&mut asker, &ev);
+                if out.send(Message::Text(ev.text)).await.is_err() {
+                    break;
+                }
+                last = ev.seq;
+                sent.fetch_add(1, Ordering::Relaxed);
+            }
             frame = incoming.next() => match frame {
                 Some(Ok(Message::Text(text))) => {
-                    let reply = client_frame(&state, &session_id, text.as_str()).await;
+                    let reply = client_frame(&state, &mut asker, text.as_str()).await;
                     if out.send(Message::Text(reply.into())).await.is_err() {
                         break;
                     }
@@ -177,23 +172,27 @@ async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, mu
 }
 
 /// Handles one client frame; answers with an `accepted`, `sent` or `error` frame.
-async fn client_frame(state: &AppState, session_id: &str, text: &str) -> String {
-    match client_frame_inner(state, session_id, text).await {
+async fn client_frame(state: &AppState, asker: &mut Asker, text: &str) -> String {
+    match client_frame_inner(state, asker, text).await {
         Ok(reply) => reply.to_string(),
         Err(e) => error_frame(&e),
     }
 }
 
-async fn client_frame_inner(state: &AppState, session_id: &str, text: &str) -> Result<serde_json::Value, ApiError> {
+fn frame_of<T: serde::de::DeserializeOwned>(kind: &str, frame: serde_json::Value) -> Result<T, ApiError> {
+    serde_json::from_value(frame).map_err(|e| ApiError::BadRequest(format!("invalid {kind} frame: {e}")))
+}
+
+async fn client_frame_inner(state: &AppState, asker: &mut Asker, text: &str) -> Result<serde_json::Value, ApiError> {
+    let session_id = asker.session_id.clone();
     let mut frame: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ApiError::BadRequest(format!("frame is not JSON: {e}")))?;
     let obj = frame.as_object_mut().ok_or_else(|| ApiError::BadRequest("frame is not a JSON object".into()))?;
     let kind = obj.remove("type").and_then(|t| t.as_str().map(str::to_owned)).unwrap_or_default();
     match kind.as_str() {
         "run" => {
-            obj.entry("session_id").or_insert_with(|| session_id.into());
-            let req: RunRequest =
-                serde_json::from_value(frame).map_err(|e| ApiError::BadRequest(format!("invalid run frame: {e}")))?;
+            obj.entry("session_id").or_insert_with(|| session_id.clone().into());
+            let req: RunRequest = frame_of("run", frame)?;
             if req.session_id != session_id {
                 return Err(ApiError::BadRequest("a run frame's session_id must be the socket's".into()));
             }
@@ -203,20 +202,18 @@ async fn client_frame_inner(state: &AppState, session_id: &str, text: &str) -> R
             body["type"] = "accepted".into();
             Ok(body)
         }
-        "stdin" | "kill" => {
-            let run_id = obj.get("run_id").and_then(|r| r.as_str()).unwrap_or_default().to_owned();
-            ids::validate("run_id", &run_id)?;
-            let mut control = json!({"type": kind});
-            if kind == "stdin" {
-                control["data"] = obj.get("data").cloned().unwrap_or_else(|| "".into());
+        "stdin" => {
+            let f: StdinFrame = frame_of("stdin", frame)?;
+            if f.data.is_none() && !f.eof {
+                return Err(ApiError::BadRequest("a stdin frame needs data, eof: true, or both".into()));
             }
-            state
-                .bus
-                .client
-                .publish(names::control_subject(&run_id), control.to_string().into())
-                .await
-                .map_err(|e| ApiError::Unavailable(format!("sending {kind}: {e}")))?;
-            Ok(json!({"type": "sent", "run_id": run_id, "what": kind}))
+            control::stdin(state, asker, &f.run_id, f.data.unwrap_or_default(), f.eof).await?;
+            Ok(json!({"type": "sent", "run_id": f.run_id, "what": "stdin"}))
+        }
+        "kill" => {
+            let f: KillFrame = frame_of("kill", frame)?;
+            control::kill(state, asker, &f.run_id).await?;
+            Ok(json!({"type": "sent", "run_id": f.run_id, "what": "kill"}))
         }
         other => Err(ApiError::BadRequest(format!("unknown frame type {other:?}: expected run, stdin or kill"))),
     }

@@ -130,6 +130,13 @@ async fn results_are_stored_and_files_and_args_reach_the_program() -> anyhow::Re
     let stored = get(stack.addr, &format!("/v1/runs/{}", r.run_id)).await?;
     assert_eq!(stored.status, 200);
     assert_eq!(serde_json::from_slice::<RunResult>(&stored.body)?, r);
+    // The timing follows the run through every step, in order (docs/benchmarks.md).
+    let t = r.timing.context("a final result carries its timing")?;
+    let steps = [t.received_us, t.queued_us, t.pulled_us, t.acquired_us, t.started_us, t.first_output_us];
+    assert!(steps.iter().all(|&s| s > 0), "{t:?}");
+    assert!(steps.windows(2).all(|w| w[0] <= w[1]), "steps in order: {t:?}");
+    assert!(t.started_us <= t.exited_us && t.exited_us <= t.published_us, "{t:?}");
+    assert!(t.program_us > 0 && t.program_us <= t.exited_us - t.started_us, "{t:?}");
 
     // A compiled multi-file project whose entry is not the first file.
     let project = json!({

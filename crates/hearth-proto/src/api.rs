@@ -46,6 +46,10 @@ pub struct RunRequest {
     pub args: Vec<String>,
     #[serde(default)]
     pub limits: LimitsRequest,
+    /// Keep the program's stdin open after `stdin`, for `stdin` frames over the WebSocket
+    /// (closed by a frame with `eof: true`, or by the run's end).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interactive: bool,
 }
 
 /// The final result of a run.
@@ -53,6 +57,9 @@ pub struct RunRequest {
 pub struct RunResult {
     pub run_id: String,
     pub session_id: String,
+    /// The run's owner (the request's `user_id`): who may read it back.
+    #[serde(default)]
+    pub user_id: String,
     pub lang: String,
     pub status: Option<Status>,
     pub exit_code: Option<i32>,
@@ -73,6 +80,61 @@ pub struct RunResult {
     /// Why the run ended as a sandbox or internal error, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// When each step of the run happened (final results only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing: Option<Timing>,
+}
+
+/// When each step of a run happened, in microseconds since the Unix epoch, each read off
+/// the clock of the process that took the step (the gateway, the NATS server, the
+/// executor): on one host they compare directly, across hosts only as well as the clocks
+/// agree. 0 means the step did not happen (a run that failed to compile never `started`).
+/// `program_us` is a duration: the program's own wall time as the agent measured it.
+/// docs/benchmarks.md says what lies between each pair.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Timing {
+    /// The gateway had the request (before validation).
+    #[serde(default)]
+    pub received_us: u64,
+    /// The NATS server stored the run on the `RUNS` queue.
+    #[serde(default)]
+    pub queued_us: u64,
+    /// An executor had the run in hand.
+    #[serde(default)]
+    pub pulled_us: u64,
+    /// The executor had a sandbox for it.
+    #[serde(default)]
+    pub acquired_us: u64,
+    /// The agent said the program was launched (after any compile step).
+    #[serde(default)]
+    pub started_us: u64,
+    /// The executor published the run's first `output` event.
+    #[serde(default)]
+    pub first_output_us: u64,
+    /// The agent's verdict reached the executor.
+    #[serde(default)]
+    pub exited_us: u64,
+    /// The result was stored; its `result` event is published right after.
+    #[serde(default)]
+    pub published_us: u64,
+    /// The program's wall time, launch to exit, in microseconds (the agent's clock).
+    #[serde(default)]
+    pub program_us: u64,
+    /// The program went to an interpreter started ahead of time (a prepared sandbox).
+    #[serde(default)]
+    pub prepared: bool,
+}
+
+impl Timing {
+    /// Microseconds since the Unix epoch, now.
+    pub fn now_us() -> u64 {
+        Timing::epoch_us(std::time::SystemTime::now())
+    }
+
+    /// Microseconds since the Unix epoch of `t` (0 before the epoch).
+    pub fn epoch_us(t: std::time::SystemTime) -> u64 {
+        t.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+    }
 }
 
 /// Splits bytes into the text form and, when they are not UTF-8, the exact base64 twin.

@@ -114,6 +114,9 @@ pub struct AgentResult {
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub wall_ms: u64,
+    /// `wall_ms` in microseconds (0 from an agent too old to say).
+    #[serde(default)]
+    pub wall_us: u64,
     pub cpu_ms: u64,
     /// Peak resident memory of the largest process of the run.
     pub memory_kb: u64,
@@ -388,6 +391,7 @@ mod tests {
             exit_code: Some(0),
             signal: None,
             wall_ms: 1,
+            wall_us: 1200,
             cpu_ms: 2,
             memory_kb: 3,
             truncated: false,

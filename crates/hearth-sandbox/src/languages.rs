@@ -57,6 +57,11 @@ struct Def {
     #[serde(default)]
     aliases: Vec<String>,
     file: String,
+    /// Store single-file `code` as a dot file (`.main.py`), so the program's own `ls` shows
+    /// only what it made; false where the toolchain names things after the file (java's
+    /// class, go skipping dot files, rust's crate, nim's module).
+    #[serde(default = "yes")]
+    hide_code_file: bool,
     compile: Option<Vec<String>>,
     run: Vec<String>,
     prestart: Option<Vec<String>>,
@@ -72,6 +77,10 @@ struct Def {
     support: BTreeMap<String, String>,
     #[serde(default)]
     limits: DefLimits,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// A language's own limits: each field set here raises the server's default for runs of
@@ -108,6 +117,9 @@ pub struct Language {
     pub compiled: bool,
     /// Entry file name for single-file code.
     pub file: String,
+    /// See [`Language::code_file`].
+    #[serde(skip)]
+    hide_code_file: bool,
     #[serde(skip)]
     compile: Option<Vec<String>>,
     #[serde(skip)]
@@ -256,6 +268,7 @@ impl Languages {
                 aliases: def.aliases,
                 compiled: compile.is_some(),
                 file: def.file,
+                hide_code_file: def.hide_code_file,
                 compile,
                 run,
                 prestart,
@@ -365,10 +378,22 @@ impl Language {
         Some(Prepare { argv: self.prestart.clone()?, env: self.env.clone() })
     }
 
-    /// A job for single-file `code` stored under the language's entry file name.
+    /// Where single-file `code` is stored: the language's entry file name, hidden (`.main.py`)
+    /// unless the toolchain names things after the file (`hide_code_file = false` in
+    /// languages.toml), so the work dir a program lists holds only what it made (the
+    /// `concurrent-isolation` field case lists it and expects only its own file).
+    pub fn code_file(&self) -> String {
+        if self.hide_code_file {
+            format!(".{}", self.file)
+        } else {
+            self.file.clone()
+        }
+    }
+
+    /// A job for single-file `code` stored under [`Language::code_file`].
     pub fn job_for_code(&self, code: &[u8], stdin: Vec<u8>, limits: Limits) -> AgentRun {
-        let files = vec![FileSpec { path: self.file.clone(), data: code.to_vec(), executable: false }];
-        self.build(self.file.clone(), JobInput { files, stdin, limits, ..JobInput::default() })
+        let files = vec![FileSpec { path: self.code_file(), data: code.to_vec(), executable: false }];
+        self.build(self.code_file(), JobInput { files, stdin, limits, ..JobInput::default() })
     }
 }
 

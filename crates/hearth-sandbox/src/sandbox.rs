@@ -4,7 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hearth_proto::frame::{AgentFrame, AgentResult, AgentRun, HostFrame, Prepare, Ready, Stream};
 use hearth_proto::{Limits, Status};
@@ -59,6 +59,12 @@ pub struct RunOutcome {
     pub result: AgentResult,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// When the agent's `Started` arrived (the program was launched), if it did.
+    pub started_at: Option<SystemTime>,
+    /// When the agent's verdict arrived.
+    pub ended_at: SystemTime,
+    /// The program went to the interpreter this sandbox had prepared.
+    pub prepared: bool,
 }
 
 /// One single-use sandbox.
@@ -67,11 +73,13 @@ pub struct Sandbox {
     conn: AgentConn,
     backend: Box<dyn Backend>,
     created: Instant,
+    /// An interpreter is started and waiting in it ([`Sandbox::prepare`]).
+    prepared: bool,
 }
 
 impl Sandbox {
     pub fn new(id: String, conn: AgentConn, backend: Box<dyn Backend>) -> Sandbox {
-        Sandbox { id, conn, backend, created: Instant::now() }
+        Sandbox { id, conn, backend, created: Instant::now(), prepared: false }
     }
 
     pub fn id(&self) -> &str {
@@ -118,7 +126,10 @@ impl Sandbox {
         let id = self.id.clone();
         match timeout(within, self.conn.recv()).await {
             Err(_) => Err(SandboxError::NotReady { id, waited: within }),
-            Ok(Ok(Some(AgentFrame::Prepared))) => Ok(()),
+            Ok(Ok(Some(AgentFrame::Prepared))) => {
+                self.prepared = true;
+                Ok(())
+            }
             Ok(Ok(Some(AgentFrame::Error { message }))) => Err(SandboxError::Agent { id, message }),
             Ok(Ok(Some(other))) => Err(SandboxError::Unexpected { id, what: format!("{other:?}") }),
             Ok(Ok(None)) => Err(SandboxError::Closed { id, during: " while preparing" }),
@@ -139,6 +150,8 @@ impl Sandbox {
         events: Option<mpsc::Sender<RunEvent>>,
         mut control: Option<mpsc::Receiver<Control>>,
     ) -> Result<RunOutcome, SandboxError> {
+        // The agent hands the program to a prepared interpreter exactly when this holds.
+        let prepared = self.prepared && job.warm_argv.is_some() && job.compile.is_none();
         let first = job.compile.as_ref().map(|c| c.limits).unwrap_or(job.run.limits);
         self.backend.prepare(&first)?;
         self.conn.send(&HostFrame::Run(Box::new(job.clone()))).await?;
@@ -146,6 +159,7 @@ impl Sandbox {
         let mut deadline = Instant::now() + Duration::from_millis(compile_ms + job.run.limits.wall_ms) + GRACE;
         let cap = job.run.limits.output_bytes as usize;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
+        let mut started_at = None;
         loop {
             let next_control = async {
                 match control.as_mut() {
@@ -164,6 +178,7 @@ impl Sandbox {
                         }
                     }
                     Some(AgentFrame::Started) => {
+                        started_at = Some(SystemTime::now());
                         if job.compile.is_some() {
                             self.backend.prepare(&job.run.limits)?;
                         }
@@ -173,8 +188,9 @@ impl Sandbox {
                         }
                     }
                     Some(AgentFrame::Result(result)) => {
+                        let ended_at = SystemTime::now();
                         let result = self.judge(*result);
-                        return Ok(RunOutcome { result, stdout, stderr });
+                        return Ok(RunOutcome { result, stdout, stderr, started_at, ended_at, prepared });
                     }
                     Some(AgentFrame::Pong | AgentFrame::Prepared) => {}
                     Some(AgentFrame::Error { message }) => {

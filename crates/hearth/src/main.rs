@@ -32,6 +32,8 @@ enum Command {
     /// separate processes), and a load client that checks every answer.
     #[command(subcommand)]
     Cluster(cmd::cluster::Command),
+    /// Measure a running hearth: latency, throughput, connections, beside the bare floor.
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> std::process::ExitCode {
@@ -55,6 +57,7 @@ fn main() -> std::process::ExitCode {
             Command::Gateway(args) => cmd::gateway::run(args).await,
             Command::Executor(args) => cmd::executor::run(args).await,
             Command::Cluster(command) => cmd::cluster::run(command).await,
+            Command::Bench(args) => cmd::bench::run(args).await,
         }
     });
     match result {

@@ -43,12 +43,22 @@ pub fn quick_bus() -> BusConfig {
 impl Stack {
     /// nats-server and gateway; an executor too when `executor` is set (then waits for ready).
     pub async fn start(bus: BusConfig, executor: bool) -> anyhow::Result<Stack> {
+        Stack::start_with(bus, executor, |_| {}).await
+    }
+
+    /// As [`Stack::start`], with the gateway's configuration changed by `configure` first.
+    pub async fn start_with(
+        bus: BusConfig,
+        executor: bool,
+        configure: impl FnOnce(&mut GatewayConfig),
+    ) -> anyhow::Result<Stack> {
         let nats = NatsServer::start()?;
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let mut config = GatewayConfig::new(nats.url.clone());
         config.bus = bus.clone();
         config.executor_stale = Duration::from_secs(2);
+        configure(&mut config);
         let (stop, stopped) = oneshot::channel();
         let handle = tokio::spawn(async move {
             hearth_gateway::serve(listener, config, async {

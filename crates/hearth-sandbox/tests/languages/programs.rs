@@ -55,7 +55,7 @@ impl Program {
     pub fn job(&self, language: &Language) -> AgentRun {
         let files = match &self.code {
             Some(code) => {
-                vec![FileSpec { path: language.file.clone(), data: code.as_bytes().to_vec(), executable: false }]
+                vec![FileSpec { path: language.code_file(), data: code.as_bytes().to_vec(), executable: false }]
             }
             None => self
                 .files

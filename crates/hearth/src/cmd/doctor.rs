@@ -73,7 +73,8 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         },
     };
     let langs = Languages::detect()?;
-    let nats = match host::find_binary("nats-server") {
+    let flag = std::env::var_os("HEARTH_NATS_SERVER").map(std::path::PathBuf::from);
+    let nats = match super::up::find_nats_server(flag.as_deref(), std::path::Path::new(".hearth")).ok() {
         Some(p) => {
             let v = std::process::Command::new(&p).arg("--version").output();
             let v = v.map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string()).unwrap_or_default();

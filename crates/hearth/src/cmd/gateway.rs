@@ -1,6 +1,7 @@
 //! `hearth gateway`: the HTTP and WebSocket API, against a given NATS.
 
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use hearth_gateway::GatewayConfig;
@@ -18,8 +19,24 @@ pub struct Args {
     /// Largest request body, in bytes (413 beyond).
     #[arg(long, default_value_t = hearth_gateway::config::DEFAULT_BODY_LIMIT)]
     pub body_limit: usize,
+    /// The browser UI's directory (default: web/dist of this checkout; see docs/ui.md).
+    #[arg(long, env = "HEARTH_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
     #[command(flatten)]
     pub bus: BusArgs,
+}
+
+/// The UI directory to serve (`flag`, else found), saying so when there is none.
+pub fn web_dir(flag: Option<&Path>) -> Option<PathBuf> {
+    let dir = hearth_gateway::ui::find_dir(flag);
+    match &dir {
+        Some(d) if !hearth_gateway::ui::is_ui_dir(d) => {
+            eprintln!("warning: {} holds no built UI (index.html); `/` will say so", d.display())
+        }
+        None => eprintln!("warning: no browser UI found (web/dist): run scripts/setup to build it; the API works"),
+        Some(_) => {}
+    }
+    dir
 }
 
 impl Args {
@@ -27,11 +44,13 @@ impl Args {
         let mut c = GatewayConfig::new(self.nats.clone());
         c.bus = self.bus.config();
         c.body_limit = self.body_limit;
+        c.web_dir = web_dir(self.web_dir.as_deref());
         c
     }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
+    super::raise_fd_limit(super::GATEWAY_FILES);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     eprintln!("hearth gateway on http://{} (nats {})", listener.local_addr()?, args.nats);

@@ -115,7 +115,9 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let outcome = outcome?;
     let result = outcome.to_api("local", "local", &lang.id);
     if json {
-        println!("{}", serde_json::to_string_pretty(&result)?);
+        // A closed stdout (`| head`) is the reader's choice, not an error worth a panic.
+        let text = serde_json::to_string_pretty(&result)?;
+        let _ = writeln!(std::io::stdout(), "{text}");
     } else {
         if !result.compile_output.is_empty() {
             eprint!("{}", result.compile_output);

@@ -30,14 +30,17 @@ pub struct Args {
     /// Port of the embedded nats-server (a free one is taken when it is busy).
     #[arg(long, default_value_t = 4222)]
     pub nats_port: u16,
+    /// The browser UI's directory (default: web/dist of this checkout; see docs/ui.md).
+    #[arg(long, env = "HEARTH_WEB_DIR")]
+    pub web_dir: Option<PathBuf>,
     #[command(flatten)]
     pub executor: ExecutorArgs,
     #[command(flatten)]
     pub bus: BusArgs,
 }
 
-/// The nats-server to start: the flag, `<data-dir>/tools/bin`, a `.hearth/tools/bin` above
-/// this executable (a checkout's set-up), then `PATH`.
+/// The nats-server to start: the flag (or `$HEARTH_NATS_SERVER`), `<data-dir>/tools/bin`, a
+/// `.hearth/tools/bin` above this executable (a checkout's set-up), then `PATH`.
 pub fn find_nats_server(flag: Option<&Path>, data_dir: &Path) -> anyhow::Result<PathBuf> {
     if let Some(p) = flag {
         return Ok(p.to_path_buf());
@@ -109,6 +112,7 @@ async fn wait_listening(child: &mut Child, port: u16, log: &Path) -> anyhow::Res
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
+    super::raise_fd_limit(super::GATEWAY_FILES);
     let (nats_child, nats_url) = match &args.nats {
         Some(url) => (None, url.clone()),
         None => {
@@ -119,6 +123,7 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let bus = args.bus.config();
     let mut gateway_config = hearth_gateway::GatewayConfig::new(nats_url.clone());
     gateway_config.bus = bus.clone();
+    gateway_config.web_dir = super::gateway::web_dir(args.web_dir.as_deref());
     let executor_config = args.executor.config(&nats_url, bus);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;

@@ -331,6 +331,8 @@ window.addEventListener("offline", () => session.drop());
   session,
   current: () => current,
   result: (): RunResult | null => current?.result ?? null,
+  editorText: () => editor.doc,
+  grammar: () => editor.applied,
 };
 
 session.connect();

@@ -24,6 +24,8 @@ export class Editor {
   private language = new Compartment();
   private theme = new Compartment();
   private wanted = "";
+  /** The language whose grammar is in force (its id), once loaded. */
+  applied = "";
 
   constructor(o: EditorOptions) {
     const dark = window.matchMedia("(prefers-color-scheme: dark)");
@@ -71,7 +73,10 @@ export class Editor {
     } catch {
       ext = [];
     }
-    if (this.wanted === lang) this.view.dispatch({ effects: this.language.reconfigure(ext) });
+    if (this.wanted === lang) {
+      this.view.dispatch({ effects: this.language.reconfigure(ext) });
+      this.applied = lang;
+    }
   }
 
   focus(): void {

@@ -96,8 +96,9 @@ async function gatewayDevArgs() {
   return devFlag;
 }
 
-/** nats-server + executor + gateway. `slots` worker slots (and as many warm sandboxes). */
-export async function startStack({ slots = 2 } = {}) {
+/** nats-server + executor + gateway. `slots` worker slots (and as many warm sandboxes);
+ *  `gatewayEnv` for the gateway (with `HEARTH_API_KEYS` it runs with auth, else in dev mode). */
+export async function startStack({ slots = 2, gatewayEnv = {} } = {}) {
   const dir = mkdtempSync(path.join(os.tmpdir(), "hearth-ui-"));
   const natsPort = await freePort();
   const conf = path.join(dir, "nats.conf");
@@ -116,7 +117,8 @@ export async function startStack({ slots = 2 } = {}) {
     gateway: null,
     async startGateway() {
       const args = ["gateway", "--nats", natsUrl, "--listen", `127.0.0.1:${port}`, "--web-dir", path.join(webDir, "dist")];
-      this.gateway = start("gateway", HEARTH, [...args, ...(await gatewayDevArgs())]);
+      const dev = gatewayEnv.HEARTH_API_KEYS ? [] : await gatewayDevArgs();
+      this.gateway = start("gateway", HEARTH, [...args, ...dev], gatewayEnv);
       await until("the gateway to be ready", async () => (await fetch(`${this.url}readyz`)).status === 200, 60000);
     },
     async stopGateway() {

@@ -108,7 +108,7 @@ async fn pull_once(
                 };
                 let worker = worker.clone();
                 runs.spawn(async move {
-                    worker.handle(msg).await;
+                    Box::pin(worker.handle(msg)).await;
                     drop(permit);
                 });
             }

@@ -142,7 +142,9 @@ impl Worker {
             return;
         }
         let mut sandbox = None;
-        let work = self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing);
+        // Boxed: a run's future is large, and polled on a worker thread's stack it must not
+        // sit there whole (debug builds overflow it).
+        let work = Box::pin(self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing));
         let Some(outcome) = self.with_progress_acks(&msg, &job.run_id, work, true, &shaky).await else {
             tracing::warn!(run = %job.run_id, "executor stopping: run given back for redelivery");
             let _ = msg.ack_with(AckKind::Nak(None)).await;
@@ -246,7 +248,11 @@ impl Worker {
             sink.publish(event::result(&result)).await?;
             sink.settle().await
         };
-        match self.with_progress_acks(msg, &result.run_id, stored, false, shaky).await.expect("not abandonable") {
+        match self
+            .with_progress_acks(msg, &result.run_id, Box::pin(stored), false, shaky)
+            .await
+            .expect("not abandonable")
+        {
             Ok(_) => {
                 self.ack(msg, &result.run_id).await;
                 self.done.fetch_add(1, Ordering::Relaxed);
@@ -385,8 +391,9 @@ impl Worker {
                 }
                 std::future::pending::<()>().await
             };
-            let run = sb.run(&agent_run, Some(events_tx), Some(attempt_rx));
-            let streamed = forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, limits.output_bytes);
+            let run = Box::pin(sb.run(&agent_run, Some(events_tx), Some(attempt_rx)));
+            let streamed =
+                Box::pin(forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, limits.output_bytes));
             let (outcome, streamed) = tokio::select! {
                 both = async { tokio::join!(run, streamed) } => both,
                 () = relay => unreachable!("the relay never ends by itself"),

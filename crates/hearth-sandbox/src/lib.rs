@@ -9,6 +9,8 @@
 //! - [`vm`]: what the VM drivers share (image paths, guest resources, state directories).
 //! - [`qemu`]: the `qemu` driver (QEMU microvm, KVM or TCG, virtio-serial, QMP).
 //! - [`firecracker`]: the `firecracker` driver (API socket, vsock, snapshot restore).
+//! - [`ids`]: host uid ranges for process sandboxes, unique per host (a lock-file-claimed
+//!   block per driver, a lease per live sandbox).
 //! - [`cgroup`]: cgroup v1 and v2 behind one type, rooted at a path (fakeable in tests).
 //! - [`pool`]: the warm pool actor (acquire, refill, health checks, replacement).
 //! - [`languages`]: the languages data file, resolved against the host.
@@ -23,6 +25,7 @@ pub mod driver;
 pub mod error;
 pub mod firecracker;
 pub mod host;
+pub mod ids;
 pub mod languages;
 pub mod pool;
 pub mod process;

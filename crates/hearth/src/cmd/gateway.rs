@@ -54,6 +54,11 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     eprintln!("hearth gateway on http://{} (nats {})", listener.local_addr()?, args.nats);
-    hearth_gateway::serve(listener, args.config(), shutdown_signal()).await?;
+    let signal = async {
+        shutdown_signal().await;
+        eprintln!("hearth gateway: stopping: sockets closed with 1012 (service restart)");
+    };
+    hearth_gateway::serve(listener, args.config(), signal).await?;
+    eprintln!("hearth gateway: stopped");
     Ok(0)
 }

@@ -2,6 +2,7 @@
 //! the process exit code.
 
 pub mod bench;
+pub mod cluster;
 pub mod doctor;
 pub mod executor;
 pub mod gateway;

@@ -341,7 +341,8 @@ impl Worker {
         let run_id = job.run_id.as_str();
         let language =
             self.languages.get(&req.lang).ok_or_else(|| RunError::UnknownLanguage { lang: req.lang.clone() })?;
-        let limits = language.limits(&req.limits, &self.config.limits_default, &self.config.limits_max);
+        let max = job.limits_max.map_or(self.config.limits_max, |m| m.lower(&self.config.limits_max));
+        let limits = language.limits(&req.limits, &self.config.limits_default, &max);
         let agent_run = language
             .job(JobInput {
                 files: files(req, language)?,

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hearth_bus::{BusConfig, Replicas};
+use hearth_bus::{BusConfig, NatsSecurity, Replicas};
 use hearth_executor::ExecutorConfig;
 
 /// Bounds and retention of the NATS streams and bucket (used by whoever creates them).
@@ -30,6 +30,33 @@ pub struct BusArgs {
     /// cluster of three or more servers, 1 on a single server); existing ones never shrink.
     #[arg(long, default_value_t = 0, env = "HEARTH_REPLICAS")]
     pub replicas: usize,
+    /// NATS user (with its password).
+    #[arg(long, env = "HEARTH_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password (prefer the environment variable).
+    #[arg(long, env = "HEARTH_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS token (prefer the environment variable).
+    #[arg(long, env = "HEARTH_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// File with an nkey seed to authenticate with.
+    #[arg(long, env = "HEARTH_NATS_NKEY_FILE")]
+    pub nats_nkey_file: Option<PathBuf>,
+    /// NATS credentials file (user JWT + nkey seed).
+    #[arg(long, env = "HEARTH_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for NATS's TLS (implies --nats-tls).
+    #[arg(long, env = "HEARTH_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS with NATS (with --nats-tls-key).
+    #[arg(long, env = "HEARTH_NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// PEM key of that client certificate.
+    #[arg(long, env = "HEARTH_NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
+    /// Require TLS to NATS (the system's CA roots unless --nats-tls-ca).
+    #[arg(long, env = "HEARTH_NATS_TLS")]
+    pub nats_tls: bool,
 }
 
 impl BusArgs {
@@ -43,6 +70,18 @@ impl BusArgs {
             replicas: match self.replicas {
                 0 => Replicas::Auto,
                 n => Replicas::Fixed(n),
+            },
+            security: NatsSecurity {
+                user: self.nats_user.clone(),
+                password: self.nats_password.clone(),
+                token: self.nats_token.clone(),
+                nkey_seed: None,
+                nkey_file: self.nats_nkey_file.clone(),
+                creds_file: self.nats_creds.clone(),
+                tls_ca: self.nats_tls_ca.clone(),
+                tls_cert: self.nats_tls_cert.clone(),
+                tls_key: self.nats_tls_key.clone(),
+                require_tls: self.nats_tls,
             },
             ..BusConfig::default()
         }

@@ -1,6 +1,7 @@
 //! One module per subcommand; each exposes clap `Args` and `async fn run(args)`, returning
 //! the process exit code.
 
+pub mod access;
 pub mod bench;
 pub mod cluster;
 pub mod doctor;

@@ -132,11 +132,9 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
     let (mut stdin, mut keep_stdin_open) = (req.stdin.clone(), req.keep_stdin_open);
     if let Some(step) = &req.compile {
         let spawn = Spawn { argv: &step.argv, env: &req.env, work: &work, limits: step.limits, collect: true };
+        // The clocks run from the fork: a step's time includes its exec, as a shell's would.
         let out = match Exec::spawn(&spawn, false) {
-            Ok((mut exec, _)) => {
-                exec.begin(step.limits);
-                exec.wait(chan, Vec::new(), false)
-            }
+            Ok((exec, _)) => exec.wait(chan, Vec::new(), false),
             Err(m) => return blank(Status::SandboxError, Some(m)),
         };
         let failed = out.status != Status::Ok;
@@ -163,10 +161,7 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
         Some((p, argv)) => p.launch(argv, limits),
         None => {
             let spawn = Spawn { argv: &req.run.argv, env: &req.env, work: &work, limits, collect: false };
-            Exec::spawn(&spawn, false).map(|(mut exec, _)| {
-                exec.begin(limits);
-                exec
-            })
+            Exec::spawn(&spawn, false).map(|(exec, _)| exec)
         }
     };
     match exec {

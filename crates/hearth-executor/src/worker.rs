@@ -108,10 +108,24 @@ impl Worker {
             .as_ref()
             .and_then(|h| h.get(hearth_bus::job::QUEUED_REVISION))
             .and_then(|v| v.as_str().parse::<u64>().ok());
-        if let Claim::Ended(status) = self.claim(&job, revision, &base).await {
+        // The sandbox is taken while the claim is being stored (one round trip to NATS
+        // saved); a run found ended leaves it unused, and it is destroyed like a used one.
+        let wanted = self.languages.get(&req.lang).filter(|_| delivered < self.config.bus.max_deliver);
+        let early = async {
+            match wanted {
+                Some(language) => Some(self.pool.acquire_for(&language.id).await),
+                None => None,
+            }
+        };
+        let claimed = async { tokio::join!(self.claim(&job, revision, &base), early) };
+        let (claim, early) = self.with_progress_acks(&msg, &job.run_id, claimed).await;
+        if let Claim::Ended(status) = claim {
             tracing::debug!(run = %job.run_id, %status, "run already ended; not running it");
             let _ = msg.ack().await;
             self.notify_done(&job).await;
+            if let Some(Ok(sb)) = early {
+                destroy(sb).await;
+            }
             return;
         }
         if delivered >= self.config.bus.max_deliver {
@@ -123,8 +137,14 @@ impl Worker {
             return;
         }
         let mut sandbox = None;
-        let work = self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing);
-        let outcome = self.with_progress_acks(&msg, &job.run_id, work).await;
+        let outcome = match early {
+            Some(Err(source)) => Err(RunError::NoSandbox { run_id: job.run_id.clone(), source }),
+            early => {
+                sandbox = early.and_then(Result::ok);
+                let work = self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing);
+                self.with_progress_acks(&msg, &job.run_id, work).await
+            }
+        };
         let result = match outcome {
             Ok(result) => Some(RunResult { timing: Some(timing), ..result }),
             Err(e) => match e.next() {
@@ -143,10 +163,7 @@ impl Worker {
             self.finish(&msg, &job, &mut sink, result).await;
         }
         if let Some(sb) = sandbox {
-            let id = sb.id().to_string();
-            if let Err(e) = sb.destroy().await {
-                tracing::warn!(sandbox = %id, error = %e, "destroying a used sandbox failed");
-            }
+            destroy(sb).await;
         }
     }
 
@@ -247,7 +264,8 @@ impl Worker {
         }
     }
 
-    /// Runs the job in a fresh sandbox (left in `sandbox` for the caller to destroy).
+    /// Runs the job in a fresh sandbox: the one in `sandbox` if the caller took it already,
+    /// else one from the pool (left in `sandbox` for the caller to destroy).
     async fn execute(
         &self,
         job: &Job,
@@ -273,8 +291,12 @@ impl Worker {
             })
             .map_err(|e| RunError::Job { run_id: run_id.to_string(), message: e.to_string() })?;
         sink.publish(event::running(&req.session_id, run_id, &self.config.id, attempt)).await?;
-        let acquired = self.pool.acquire_for(&language.id).await;
-        let sb = sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+        // Usually taken already, while the claim was stored.
+        if sandbox.is_none() {
+            let acquired = self.pool.acquire_for(&language.id).await;
+            *sandbox = Some(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+        }
+        let sb = sandbox.as_mut().expect("a sandbox was just put there");
         timing.acquired_us = Timing::now_us();
         if *controls.killed.borrow() {
             let message = Some("killed before it started".to_string());
@@ -340,6 +362,14 @@ impl Worker {
             }
         }));
         Controls { rx, killed, _listener: Some(listener) }
+    }
+}
+
+/// Destroys a sandbox (used or not: sandboxes are single-use).
+async fn destroy(sb: Sandbox) {
+    let id = sb.id().to_string();
+    if let Err(e) = sb.destroy().await {
+        tracing::warn!(sandbox = %id, error = %e, "destroying a sandbox failed");
     }
 }
 

@@ -56,7 +56,7 @@ impl ExecutorConfig {
             id: default_id(),
             slots,
             warm: slots,
-            prepared: 1,
+            prepared: 2,
             bus: BusConfig::default(),
             heartbeat_every: Duration::from_secs(1),
             coalesce: Duration::from_millis(10),

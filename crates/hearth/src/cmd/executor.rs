@@ -111,8 +111,9 @@ pub struct ExecutorArgs {
     /// Warm sandboxes kept ready (default: the number of slots).
     #[arg(long)]
     pub warm: Option<usize>,
-    /// Ready sandboxes per language with its interpreter already started (python, node).
-    #[arg(long, default_value_t = 1)]
+    /// Ready sandboxes per language with its interpreter already started (python, node):
+    /// two, so that a run right after another still finds one while the first is replaced.
+    #[arg(long, default_value_t = 2)]
     pub prepared: usize,
     /// The hearth-agent binary (default: beside this executable, or $HEARTH_AGENT).
     #[arg(long, env = "HEARTH_AGENT")]

@@ -14,6 +14,7 @@
 //! - [`cgroup`]: cgroup v1 and v2 behind one type, rooted at a path (fakeable in tests).
 //! - [`pool`]: the warm pool actor (acquire, refill, health checks, replacement).
 //! - [`languages`]: the languages data file, resolved against the host.
+//! - [`versions`]: the host's cache of the runtimes' version strings.
 //! - [`host`]: what this host can do (for `hearth doctor`).
 //! - [`error`]: `SandboxError`, `PoolError`.
 
@@ -31,6 +32,7 @@ pub mod pool;
 pub mod process;
 pub mod qemu;
 pub mod sandbox;
+pub mod versions;
 pub mod vm;
 
 pub use driver::Driver;

@@ -154,11 +154,9 @@ fn run_steps(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> 
             return blank(Status::SandboxError, Some(m));
         }
         let spawn = Spawn { argv: &step.argv, env: &req.env, work: &work, limits: step.limits, collect: true };
+        // The clocks run from the fork: a step's time includes its exec, as a shell's would.
         let out = match Exec::spawn(&spawn, false) {
-            Ok((mut exec, _)) => {
-                exec.begin(step.limits);
-                exec.wait(chan, Vec::new(), false)
-            }
+            Ok((exec, _)) => exec.wait(chan, Vec::new(), false),
             Err(m) => return blank(Status::SandboxError, Some(m)),
         };
         let failed = out.status != Status::Ok;
@@ -190,10 +188,7 @@ fn run_steps(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> 
         Some((p, argv)) => p.launch(argv, limits),
         None => {
             let spawn = Spawn { argv: &req.run.argv, env: &req.env, work: &work, limits, collect: false };
-            Exec::spawn(&spawn, false).map(|(mut exec, _)| {
-                exec.begin(limits);
-                exec
-            })
+            Exec::spawn(&spawn, false).map(|(exec, _)| exec)
         }
     };
     match exec {

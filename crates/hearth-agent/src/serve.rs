@@ -30,6 +30,10 @@ pub fn session() -> Ended {
         // PID 1 of its own world: never the OOM killer's choice over the program it runs.
         let _ = std::fs::write("/proc/self/oom_score_adj", "-1000");
     }
+    // Built now, before Ready: a run then only installs them.
+    if let Err(e) = crate::seccomp::filters() {
+        log(&e);
+    }
     let mut chan = Channel::new();
     chan.send(&AgentFrame::Ready(Ready { protocol: VERSION, agent_version: env!("CARGO_PKG_VERSION").to_string() }));
     let mut prepared = None;

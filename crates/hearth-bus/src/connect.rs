@@ -1,11 +1,24 @@
 //! The connection every hearth process holds: a NATS client checked to be new enough, its
 //! JetStream context, and handles on the streams and the bucket, created when missing.
+//!
+//! Replicas ([`Replicas::Auto`]): on a single server, 1. On a cluster (the server's INFO names
+//! one), 3: a stream then survives the loss of any one node with nothing acknowledged lost.
+//! A cluster that cannot place three copies (fewer than three JetStream servers) is taken at
+//! its word once the set-up's patience (30 s, for a cluster still forming) is spent: 1, with
+//! a warning. An existing stream, bucket or consumer is never scaled down by a later process,
+//! and one with fewer copies than wanted is scaled up (so a cluster that booted short of a
+//! node heals when a process starts on the full cluster). `--replicas N` insists on N.
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use async_nats::jetstream::stream::{self, DiscardPolicy, RetentionPolicy, StorageType};
 use async_nats::jetstream::{self, kv};
 
-use crate::config::BusConfig;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::context::CreateStreamErrorKind;
+use async_nats::jetstream::ErrorCode;
+
+use crate::config::{BusConfig, Replicas};
 use crate::error::BusError;
 use crate::names;
 
@@ -21,6 +34,11 @@ pub struct Bus {
     pub events: stream::Stream,
     pub results: kv::Store,
     pub config: BusConfig,
+    /// Copies of `RUNS` kept by the cluster, as found or created.
+    pub replicas: usize,
+    /// Counts the connections made (it changes on every reconnect, to the same server or
+    /// another of the cluster): what lives on one connection's server can be rebuilt then.
+    pub connects: tokio::sync::watch::Receiver<u64>,
 }
 
 /// `major.minor` of a server version string ("2.15.1", "v2.10.0-beta.3").
@@ -32,11 +50,26 @@ pub fn parse_version(version: &str) -> Option<(u64, u64)> {
 }
 
 impl Bus {
-    /// Connects to `url` as `name`, refuses servers older than [`MIN_SERVER`], and creates
-    /// the streams, the bucket and the executors' consumer where they are missing.
+    /// Connects to `url` (one server, or a comma-separated list of a cluster's) as `name`,
+    /// refuses servers older than [`MIN_SERVER`], and creates the streams, the bucket and the
+    /// executors' consumer where they are missing.
     pub async fn connect(url: &str, name: &str, config: BusConfig) -> Result<Bus, BusError> {
+        let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        let (connects_tx, connects) = tokio::sync::watch::channel(0u64);
         let options = config.security.apply(async_nats::ConnectOptions::new().name(name)).await?;
-        let client = options.connect(url).await.map_err(|source| BusError::Connect { url: url.to_string(), source })?;
+        let client = options
+            .event_callback(move |event| {
+                let connects_tx = connects_tx.clone();
+                async move {
+                    tracing::info!(%event, "nats");
+                    if matches!(event, async_nats::Event::Connected) {
+                        connects_tx.send_modify(|n| *n += 1);
+                    }
+                }
+            })
+            .connect(urls.as_slice())
+            .await
+            .map_err(|source| BusError::Connect { url: url.to_string(), source })?;
         let version = client.server_info().version;
         match parse_version(&version) {
             Some(v) if v >= MIN_SERVER => {}
@@ -46,8 +79,10 @@ impl Bus {
         if js.query_account().await.is_err() {
             return Err(BusError::NoJetStream { url: url.to_string() });
         }
-        let (runs, events, results) = ensure(&js, &config).await?;
-        Ok(Bus { client, js, runs, events, results, config })
+        let info = client.server_info();
+        let clustered = info.cluster.as_deref().is_some_and(|c| !c.is_empty());
+        let (runs, events, results, replicas) = ensure(&js, &config, clustered).await?;
+        Ok(Bus { client, js, runs, events, results, config, replicas, connects })
     }
 
     /// Largest message the server takes.
@@ -64,43 +99,160 @@ impl Bus {
             ack_wait: self.config.ack_wait,
             max_deliver: self.config.max_deliver,
             max_ack_pending: -1,
+            // As many copies as the stream (set, not inherited: a stream scaled up later
+            // takes its consumer along when the next executor starts).
+            num_replicas: self.replicas,
             ..Default::default()
         };
-        // Create or update: the bounds of the executor started last are in force.
-        self.runs
-            .create_consumer(config)
-            .await
-            .map_err(|e| BusError::Consumer { name: names::EXECUTORS_CONSUMER, message: e.to_string() })
+        // Create or update: the bounds of the executor started last are in force. A cluster
+        // still placing its peers answers "insufficient resources" or times out for a while.
+        let deadline = Instant::now() + SETUP_PATIENCE;
+        loop {
+            match self.runs.create_consumer(config.clone()).await {
+                Ok(c) => return Ok(c),
+                Err(e) if Instant::now() < deadline && consumer_transient(&e) => {
+                    tracing::info!(error = %e, "creating the executors' consumer; retrying");
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+                Err(e) => return Err(BusError::Consumer { name: names::EXECUTORS_CONSUMER, message: e.to_string() }),
+            }
+        }
     }
 }
 
-/// Creates the stream, or updates its bounds to `config`'s (the process started last wins).
-async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, BusError> {
-    let name = config.name.clone();
-    let error = |e: &dyn std::fmt::Display| BusError::Stream { name: name.clone(), message: e.to_string() };
-    js.create_or_update_stream(config).await.map_err(|e| error(&e))?;
-    js.get_stream(&name).await.map_err(|e| error(&e))
+/// True for the server's "cannot place that many copies" answers.
+fn cannot_replicate(e: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    match e.kind() {
+        CreateStreamErrorKind::JetStream(js) => {
+            js.error_code() == ErrorCode::INSUFFICIENT_RESOURCES
+                || js.error_code() == ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED
+        }
+        _ => false,
+    }
+}
+
+/// True for answers a forming cluster gives (no meta leader yet, a time-out, a stream made
+/// by another process a moment ago): worth a retry.
+fn is_transient(e: &async_nats::jetstream::context::CreateStreamError) -> bool {
+    match e.kind() {
+        CreateStreamErrorKind::JetStreamUnavailable | CreateStreamErrorKind::TimedOut => true,
+        CreateStreamErrorKind::JetStream(js) => [
+            ErrorCode::CLUSTER_NOT_AVAILABLE,
+            ErrorCode::STREAM_NAME_EXIST,
+            ErrorCode::STREAM_NOT_FOUND,
+            // A cluster whose peers are not all current yet; for good only after the patience.
+            ErrorCode::INSUFFICIENT_RESOURCES,
+        ]
+        .contains(&js.error_code()),
+        _ => false,
+    }
+}
+
+/// True for the consumer-creation answers of a cluster still forming or electing.
+fn consumer_transient(e: &async_nats::jetstream::stream::ConsumerError) -> bool {
+    use async_nats::jetstream::stream::ConsumerErrorKind;
+    match e.kind() {
+        ConsumerErrorKind::TimedOut | ConsumerErrorKind::Request => true,
+        // The last one: the stream was just scaled up and its new copies are catching up.
+        ConsumerErrorKind::JetStream(js) => [
+            ErrorCode::INSUFFICIENT_RESOURCES,
+            ErrorCode::CLUSTER_NOT_AVAILABLE,
+            ErrorCode::CONSUMER_REPLICAS_EXCEEDS_STREAM,
+        ]
+        .contains(&js.error_code()),
+        _ => false,
+    }
+}
+
+/// How long the set-up retries while a cluster elects its leaders.
+const SETUP_PATIENCE: Duration = Duration::from_secs(30);
+
+/// Creates the stream, or updates its bounds to `config`'s (the process started last wins),
+/// never lowering the replicas it already has. Retries while the cluster is forming.
+async fn ensure_stream(
+    js: &jetstream::Context,
+    mut config: stream::Config,
+) -> Result<stream::Stream, async_nats::jetstream::context::CreateStreamError> {
+    if let Ok(mut existing) = js.get_stream(&config.name).await {
+        if let Ok(info) = existing.info().await {
+            config.num_replicas = config.num_replicas.max(info.config.num_replicas);
+        }
+    }
+    let deadline = Instant::now() + SETUP_PATIENCE;
+    loop {
+        // The stream just created may not be known yet to the node asked next: "not found"
+        // then is one more reason to wait.
+        let made = match js.create_or_update_stream(config.clone()).await {
+            Ok(_) => js.get_stream(&config.name).await.map_err(|e| {
+                async_nats::jetstream::context::CreateStreamError::with_source(CreateStreamErrorKind::NotFound, e)
+            }),
+            Err(e) => Err(e),
+        };
+        match made {
+            Ok(stream) => return Ok(stream),
+            Err(e)
+                if (is_transient(&e) || e.kind() == CreateStreamErrorKind::NotFound) && Instant::now() < deadline =>
+            {
+                tracing::info!(stream = %config.name, error = %e, "jetstream not ready; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Raises the copies of an existing stream (a bucket's, here) to `replicas` when it has
+/// fewer; a failure is only logged (the bucket works as it is).
+async fn scale_up(js: &jetstream::Context, stream: &str, replicas: usize) {
+    let Ok(mut existing) = js.get_stream(stream).await else { return };
+    let Ok(info) = existing.info().await else { return };
+    if info.config.num_replicas >= replicas {
+        return;
+    }
+    let config = stream::Config { num_replicas: replicas, ..info.config.clone() };
+    match js.update_stream(config).await {
+        Ok(_) => tracing::info!(stream, replicas, "scaled up"),
+        Err(e) => tracing::warn!(stream, replicas, error = %e, "could not scale up"),
+    }
+}
+
+fn stream_error(name: &str) -> impl Fn(async_nats::jetstream::context::CreateStreamError) -> BusError + '_ {
+    move |e| BusError::Stream { name: name.to_string(), message: e.to_string() }
 }
 
 async fn ensure(
     js: &jetstream::Context,
     config: &BusConfig,
-) -> Result<(stream::Stream, stream::Stream, kv::Store), BusError> {
-    let runs = ensure_stream(
-        js,
-        stream::Config {
-            name: names::RUNS_STREAM.into(),
-            description: Some("hearth run requests (work queue)".into()),
-            subjects: vec![names::RUN_SUBJECT.into()],
-            retention: RetentionPolicy::WorkQueue,
-            max_messages: config.runs_max_msgs,
-            max_bytes: config.runs_max_bytes,
-            discard: DiscardPolicy::New,
-            storage: StorageType::File,
-            ..Default::default()
-        },
-    )
-    .await?;
+    clustered: bool,
+) -> Result<(stream::Stream, stream::Stream, kv::Store, usize), BusError> {
+    let wanted = match config.replicas {
+        Replicas::Fixed(n) => n,
+        Replicas::Auto if clustered => 3,
+        Replicas::Auto => 1,
+    };
+    let runs_config = |replicas: usize| stream::Config {
+        name: names::RUNS_STREAM.into(),
+        description: Some("hearth run requests (work queue)".into()),
+        subjects: vec![names::RUN_SUBJECT.into()],
+        retention: RetentionPolicy::WorkQueue,
+        max_messages: config.runs_max_msgs,
+        max_bytes: config.runs_max_bytes,
+        discard: DiscardPolicy::New,
+        storage: StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
+    };
+    // The first stream settles the count: where the server cannot place `wanted` copies and
+    // nothing asked for them explicitly, it is 1.
+    let runs = match ensure_stream(js, runs_config(wanted)).await {
+        Err(e) if cannot_replicate(&e) && config.replicas == Replicas::Auto && wanted > 1 => {
+            tracing::warn!(error = %e, "the cluster cannot keep {wanted} copies; streams get 1 (pass --replicas to insist)");
+            ensure_stream(js, runs_config(1)).await
+        }
+        other => other,
+    }
+    .map_err(stream_error(names::RUNS_STREAM))?;
+    let replicas = runs.cached_info().config.num_replicas.max(1);
     let events = ensure_stream(
         js,
         stream::Config {
@@ -112,25 +264,38 @@ async fn ensure(
             max_bytes: config.events_max_bytes,
             discard: DiscardPolicy::Old,
             storage: StorageType::File,
+            num_replicas: replicas,
             ..Default::default()
         },
     )
-    .await?;
-    let results = match js.get_key_value(names::RESULTS_BUCKET).await {
-        Ok(store) => store,
-        Err(_) => js
-            .create_key_value(kv::Config {
-                bucket: names::RESULTS_BUCKET.into(),
-                description: "hearth final results by run id".into(),
-                history: 1,
-                max_age: config.results_ttl,
-                storage: StorageType::File,
-                ..Default::default()
-            })
-            .await
-            .map_err(|e| BusError::Bucket { name: names::RESULTS_BUCKET, message: e.to_string() })?,
+    .await
+    .map_err(stream_error(names::EVENTS_STREAM))?;
+    let bucket = kv::Config {
+        bucket: names::RESULTS_BUCKET.into(),
+        description: "hearth final results by run id".into(),
+        history: 1,
+        max_age: config.results_ttl,
+        storage: StorageType::File,
+        num_replicas: replicas,
+        ..Default::default()
     };
-    Ok((runs, events, results))
+    let deadline = Instant::now() + SETUP_PATIENCE;
+    let results = loop {
+        if let Ok(store) = js.get_key_value(names::RESULTS_BUCKET).await {
+            scale_up(js, &format!("KV_{}", names::RESULTS_BUCKET), replicas).await;
+            break store;
+        }
+        match js.create_key_value(bucket.clone()).await {
+            Ok(store) => break store,
+            Err(e) if Instant::now() < deadline => {
+                // A forming cluster, or another process creating it at the same moment.
+                tracing::info!(error = %e, "creating the results bucket; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+            Err(e) => return Err(BusError::Bucket { name: names::RESULTS_BUCKET, message: e.to_string() }),
+        }
+    };
+    Ok((runs, events, results, replicas))
 }
 
 #[cfg(test)]

@@ -37,6 +37,9 @@ pub struct ExecutorConfig {
     pub pull_expires: Duration,
     /// The isolation driver and what it needs (image, guest resources).
     pub driver: crate::driver::DriverSpec,
+    /// Sandboxes one delivery of a run may use when they fail before the user's program
+    /// starts (then the run moves to a fresh one unseen); the last failure is reported.
+    pub sandbox_attempts: u32,
 }
 
 /// The CPUs of this host (the default number of slots).
@@ -53,7 +56,7 @@ impl ExecutorConfig {
             id: default_id(),
             slots,
             warm: slots,
-            prepared: 1,
+            prepared: 2,
             bus: BusConfig::default(),
             heartbeat_every: Duration::from_secs(1),
             coalesce: Duration::from_millis(10),
@@ -63,6 +66,7 @@ impl ExecutorConfig {
             drain_timeout: Duration::from_secs(30),
             pull_expires: Duration::from_secs(2),
             driver: crate::driver::DriverSpec::default(),
+            sandbox_attempts: 3,
         }
     }
 
@@ -73,6 +77,9 @@ impl ExecutorConfig {
         }
         if self.slots == 0 {
             return bad("slots must be at least 1".into());
+        }
+        if self.sandbox_attempts == 0 {
+            return bad("sandbox_attempts must be at least 1".into());
         }
         if self.bus.max_deliver < 2 {
             return bad("max_deliver must be at least 2 (the last delivery only reports the failure)".into());

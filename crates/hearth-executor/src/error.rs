@@ -36,6 +36,8 @@ pub enum RunError {
     NoSandbox { run_id: String, source: PoolError },
     #[error("run {run_id}: {source}")]
     Sandbox { run_id: String, source: SandboxError },
+    #[error("run {run_id}: {attempts} sandboxes in a row failed before the program started; the last: {source}")]
+    SandboxBeforeStart { run_id: String, attempts: u32, source: SandboxError },
     #[error("run {run_id}: publishing its events: {message}")]
     Publish { run_id: String, message: String },
 }
@@ -55,7 +57,7 @@ impl RunError {
             RunError::UnknownLanguage { .. } | RunError::BadFile { .. } | RunError::Job { .. } => {
                 Next::Report(Status::InternalError)
             }
-            RunError::Sandbox { .. } => Next::Report(Status::SandboxError),
+            RunError::Sandbox { .. } | RunError::SandboxBeforeStart { .. } => Next::Report(Status::SandboxError),
             RunError::NoSandbox { .. } | RunError::Publish { .. } => Next::Retry,
         }
     }

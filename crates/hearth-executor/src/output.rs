@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_nats::jetstream::context::PublishAckFuture;
 use async_nats::jetstream::Context;
 use bytes::Bytes;
-use hearth_bus::event;
+use hearth_bus::{event, retry};
 use hearth_proto::frame::Stream;
 use hearth_sandbox::RunEvent;
 use tokio::sync::mpsc;
@@ -24,16 +24,33 @@ const FLUSH_BYTES: usize = 64 << 10;
 const WINDOW: usize = 64;
 
 /// Publishes one run's events to its session subject, in order.
+///
+/// Each event carries the message id `<run_id>.<delivery>.<n>`. When a confirmation fails
+/// in a way a cluster's leader election explains ([`retry::is_transient`]), that event and
+/// every later one still unconfirmed are sent again, one at a time and in order, with the
+/// same ids: the server keeps each once (its duplicate window), so a session never sees
+/// an event twice nor loses one because a nats-server died.
 pub struct EventSink {
     js: Context,
     subject: String,
     run_id: String,
-    pending: VecDeque<PublishAckFuture>,
+    /// `<run_id>.<delivery>`: the ids of this delivery's events.
+    id_prefix: String,
+    next: u64,
+    pending: VecDeque<Pending>,
+}
+
+struct Pending {
+    ack: PublishAckFuture,
+    payload: Bytes,
+    id: String,
 }
 
 impl EventSink {
-    pub fn new(js: Context, subject: String, run_id: String) -> EventSink {
-        EventSink { js, subject, run_id, pending: VecDeque::new() }
+    /// A sink for delivery `delivery` of run `run_id`.
+    pub fn new(js: Context, subject: String, run_id: String, delivery: i64) -> EventSink {
+        let id_prefix = format!("{run_id}.{delivery}");
+        EventSink { js, subject, run_id, id_prefix, next: 0, pending: VecDeque::new() }
     }
 
     fn error(&self, e: impl std::fmt::Display) -> RunError {
@@ -42,19 +59,51 @@ impl EventSink {
 
     /// Sends `payload`; confirmations are awaited once the window is full.
     pub async fn publish(&mut self, payload: Bytes) -> Result<(), RunError> {
-        let ack = self.js.publish(self.subject.clone(), payload).await.map_err(|e| self.error(e))?;
-        self.pending.push_back(ack);
+        self.next += 1;
+        let id = format!("{}.{}", self.id_prefix, self.next);
+        match retry::send(&self.js, &self.subject, payload.clone(), &id).await {
+            Ok(ack) => self.pending.push_back(Pending { ack, payload, id }),
+            Err(e) if retry::is_transient(&e) => {
+                // Everything before it first, then it, confirmed, in order.
+                self.settle().await?;
+                retry::publish(&self.js, &self.subject, payload, &id, retry::PATIENCE)
+                    .await
+                    .map_err(|e| self.error(e))?;
+            }
+            Err(e) => return Err(self.error(e)),
+        }
         while self.pending.len() > WINDOW {
-            let ack = self.pending.pop_front().expect("non-empty");
-            ack.await.map_err(|e| self.error(e))?;
+            self.confirm_first().await?;
         }
         Ok(())
     }
 
+    /// Waits for the oldest unconfirmed event; on a transient failure re-sends it and
+    /// everything after it, in order.
+    async fn confirm_first(&mut self) -> Result<(), RunError> {
+        let Some(first) = self.pending.pop_front() else { return Ok(()) };
+        match first.ack.await {
+            Ok(_) => Ok(()),
+            Err(e) if retry::is_transient(&e) => {
+                tracing::info!(run = %self.run_id, error = %e, "an event was not confirmed; sending it and the rest again");
+                let again: Vec<(Bytes, String)> = std::iter::once((first.payload, first.id))
+                    .chain(self.pending.drain(..).map(|p| (p.payload, p.id)))
+                    .collect();
+                for (payload, id) in again {
+                    retry::publish(&self.js, &self.subject, payload, &id, retry::PATIENCE)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                }
+                Ok(())
+            }
+            Err(e) => Err(self.error(e)),
+        }
+    }
+
     /// Waits until every event sent so far is stored.
     pub async fn settle(&mut self) -> Result<(), RunError> {
-        while let Some(ack) = self.pending.pop_front() {
-            ack.await.map_err(|e| self.error(e))?;
+        while !self.pending.is_empty() {
+            self.confirm_first().await?;
         }
         Ok(())
     }
@@ -73,6 +122,15 @@ struct Gathered {
     stream: Stream,
     buf: Vec<u8>,
     due: Instant,
+}
+
+/// What [`forward`] saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The agent said the user's program was started.
+    pub started: bool,
+    /// When the first `output` event went out (µs since the epoch), for the run's timing.
+    pub first_us: Option<u64>,
 }
 
 /// What [`forward`] publishes through, and what it remembers between chunks.
@@ -147,7 +205,8 @@ pub async fn forward(
     mut events: mpsc::Receiver<RunEvent>,
     coalesce: Duration,
     cap: u64,
-) -> Result<Option<u64>, RunError> {
+) -> Result<Forwarded, RunError> {
+    let mut started = false;
     let mut out = Out { sink, session_id, run_id, coalesce, last: None, first_us: None };
     let mut sent: u64 = 0;
     let mut gathered: Option<Gathered> = None;
@@ -175,7 +234,7 @@ pub async fn forward(
                         out.flush(&mut gathered).await?;
                     }
                 }
-                Some(RunEvent::Started) => {}
+                Some(RunEvent::Started) => started = true,
                 None => break,
             },
             _ = sleep_until(due.unwrap_or_else(Instant::now)), if due.is_some() => {
@@ -186,7 +245,7 @@ pub async fn forward(
     if let Some(g) = gathered.take() {
         out.publish(g.stream, &g.buf).await?;
     }
-    Ok(out.first_us)
+    Ok(Forwarded { started, first_us: out.first_us })
 }
 
 #[cfg(test)]

@@ -4,14 +4,14 @@
 //! what comes next ([`crate::error::Next`]): report a verdict, or let the run be redelivered.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use async_nats::jetstream::message::AckKind;
 use async_nats::jetstream::Message;
 use futures_util::StreamExt;
 use hearth_bus::control::{ControlMsg, Done};
-use hearth_bus::{event, names, Bus, Job};
+use hearth_bus::{event, names, retry, Bus, Job};
 use hearth_proto::api::{Encoding, RunResult, Timing};
 use hearth_proto::frame::FileSpec;
 use hearth_proto::{ids, Status};
@@ -35,6 +35,11 @@ pub struct Worker {
     pub driver: &'static str,
     pub busy: AtomicUsize,
     pub done: AtomicU64,
+    /// Sandboxes that failed before a program started, the run moved to a fresh one.
+    pub retried: AtomicU64,
+    /// Turns true when shutdown's drain time is up: runs still going give their message
+    /// back (nak) for another executor to take at once.
+    pub abandon: watch::Sender<bool>,
 }
 
 /// A run's stdin/kill requests, as they come from its control subject.
@@ -64,7 +69,17 @@ impl Drop for BusyGuard<'_> {
 
 impl Worker {
     pub fn new(bus: Bus, pool: Pool, languages: Languages, config: ExecutorConfig, driver: &'static str) -> Worker {
-        Worker { bus, pool, languages, config, driver, busy: AtomicUsize::new(0), done: AtomicU64::new(0) }
+        Worker {
+            bus,
+            pool,
+            languages,
+            config,
+            driver,
+            busy: AtomicUsize::new(0),
+            done: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            abandon: watch::channel(false).0,
+        }
     }
 
     /// Handles one delivery of a run; never panics on bad input.
@@ -91,7 +106,8 @@ impl Worker {
             self.busy.fetch_add(1, Ordering::Relaxed);
             BusyGuard(&self.busy)
         };
-        let mut sink = EventSink::new(self.bus.js.clone(), names::events_subject(&req.session_id), job.run_id.clone());
+        let mut sink =
+            EventSink::new(self.bus.js.clone(), names::events_subject(&req.session_id), job.run_id.clone(), delivered);
         let base = RunResult {
             run_id: job.run_id.clone(),
             session_id: req.session_id.clone(),
@@ -108,10 +124,28 @@ impl Worker {
             .as_ref()
             .and_then(|h| h.get(hearth_bus::job::QUEUED_REVISION))
             .and_then(|v| v.as_str().parse::<u64>().ok());
-        if let Claim::Ended(status) = self.claim(&job, revision, &base).await {
+        // The sandbox is taken while the claim is being stored (one round trip to NATS
+        // saved); a run found ended leaves it unused, and it is destroyed like a used one.
+        let wanted = self.languages.get(&req.lang).filter(|_| delivered < self.config.bus.max_deliver);
+        let early = async {
+            match wanted {
+                Some(language) => Some(self.pool.acquire_for(&language.id).await),
+                None => None,
+            }
+        };
+        // A redelivery, or progress acks the server did not confirm: another executor may
+        // hold the run too, so `finish` looks for a result before answering.
+        let shaky = AtomicBool::new(delivered > 1);
+        let claimed = async { tokio::join!(self.claim(&job, revision, &base), early) };
+        let (claim, early) =
+            self.with_progress_acks(&msg, &job.run_id, claimed, false, &shaky).await.expect("never abandoned");
+        if let Claim::Ended(status) = claim {
             tracing::debug!(run = %job.run_id, %status, "run already ended; not running it");
-            let _ = msg.ack().await;
+            self.ack(&msg, &job.run_id).await;
             self.notify_done(&job).await;
+            if let Some(Ok(sb)) = early {
+                destroy(sb).await;
+            }
             return;
         }
         if delivered >= self.config.bus.max_deliver {
@@ -119,12 +153,28 @@ impl Worker {
             let message = format!("the run was started {} times and no executor finished it", delivered - 1);
             let result =
                 RunResult { status: Some(Status::InternalError), message: Some(message), timing: Some(timing), ..base };
-            self.finish(&msg, &job, &mut sink, result).await;
+            self.finish(&msg, &job, &mut sink, result, &shaky).await;
             return;
         }
         let mut sandbox = None;
-        let work = self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing);
-        let outcome = self.with_progress_acks(&msg, &job.run_id, work).await;
+        let outcome = match early {
+            Some(Err(source)) => Some(Err(RunError::NoSandbox { run_id: job.run_id.clone(), source })),
+            early => {
+                sandbox = early.and_then(Result::ok);
+                // Boxed: a run's future is large, and polled on a worker thread's stack it
+                // must not sit there whole (debug builds overflow it).
+                let work = Box::pin(self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing));
+                self.with_progress_acks(&msg, &job.run_id, work, true, &shaky).await
+            }
+        };
+        let Some(outcome) = outcome else {
+            tracing::warn!(run = %job.run_id, "executor stopping: run given back for redelivery");
+            let _ = msg.ack_with(AckKind::Nak(None)).await;
+            if let Some(sb) = sandbox {
+                destroy(sb).await;
+            }
+            return;
+        };
         let result = match outcome {
             Ok(result) => Some(RunResult { timing: Some(timing), ..result }),
             Err(e) => match e.next() {
@@ -140,13 +190,10 @@ impl Worker {
             },
         };
         if let Some(result) = result {
-            self.finish(&msg, &job, &mut sink, result).await;
+            self.finish(&msg, &job, &mut sink, result, &shaky).await;
         }
         if let Some(sb) = sandbox {
-            let id = sb.id().to_string();
-            if let Err(e) = sb.destroy().await {
-                tracing::warn!(sandbox = %id, error = %e, "destroying a used sandbox failed");
-            }
+            destroy(sb).await;
         }
     }
 
@@ -197,8 +244,18 @@ impl Worker {
         }
     }
 
-    /// Stores the result, publishes the `result` event after every earlier event, acks.
-    async fn finish(&self, msg: &Message, job: &Job, sink: &mut EventSink, mut result: RunResult) {
+    /// Stores the result, publishes the `result` event after every earlier event, acks. A
+    /// cluster electing a leader meanwhile is waited out (bounded, progress acks going), so
+    /// a finished run is not run again for it.
+    ///
+    /// `shaky` (another executor may have the run too) asks the store first, and a result
+    /// already final there is not published again.
+    async fn finish(&self, msg: &Message, job: &Job, sink: &mut EventSink, mut result: RunResult, shaky: &AtomicBool) {
+        if shaky.load(Ordering::Relaxed) && self.finished_elsewhere(&result.run_id).await {
+            tracing::info!(run = %result.run_id, "another delivery finished this run first; not answering twice");
+            self.ack(msg, &result.run_id).await;
+            return;
+        }
         if let Some(t) = result.timing.as_mut() {
             t.published_us = Timing::now_us();
         }
@@ -206,18 +263,20 @@ impl Worker {
         // Stored before the `result` event goes out: whoever sees the event can read it.
         let stored = async {
             let value = serde_json::to_vec(&result).expect("a result encodes");
-            let put = self.bus.results.put(&result.run_id, value.into());
+            let put = retry::put(&self.bus.results, &result.run_id, value.into(), retry::PATIENCE);
             let (settled, put) = tokio::join!(sink.settle(), put);
             settled?;
             put.map_err(|e| RunError::Publish { run_id: result.run_id.clone(), message: e.to_string() })?;
             sink.publish(event::result(&result)).await?;
             sink.settle().await
         };
-        match stored.await {
+        match self
+            .with_progress_acks(msg, &result.run_id, Box::pin(stored), false, shaky)
+            .await
+            .expect("not abandonable")
+        {
             Ok(_) => {
-                if let Err(e) = msg.ack().await {
-                    tracing::warn!(run = %result.run_id, error = %e, "ack failed; the run may be redelivered");
-                }
+                self.ack(msg, &result.run_id).await;
                 self.done.fetch_add(1, Ordering::Relaxed);
                 self.notify_done(job).await;
                 tracing::debug!(run = %result.run_id, status = ?result.status, wall_ms = result.wall_ms, "run done");
@@ -231,23 +290,67 @@ impl Worker {
 
     /// Drives `work`, telling the server every third of `ack_wait` that the run is still
     /// being worked on (waiting for a sandbox included), so it is not redelivered meanwhile.
-    async fn with_progress_acks<T>(&self, msg: &Message, run_id: &str, work: impl Future<Output = T>) -> T {
+    /// `None` when `abandonable` and the executor abandons its runs (shutdown past its drain
+    /// time). A progress ack the server does not confirm (a failover under way) marks the
+    /// run `shaky`: it may be redelivered elsewhere meanwhile.
+    async fn with_progress_acks<T>(
+        &self,
+        msg: &Message,
+        run_id: &str,
+        work: impl Future<Output = T>,
+        abandonable: bool,
+        shaky: &AtomicBool,
+    ) -> Option<T> {
         let every = (self.config.bus.ack_wait / 3).max(Duration::from_millis(100));
         let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-        tokio::pin!(work);
-        loop {
-            tokio::select! {
-                done = &mut work => return done,
-                _ = tick.tick() => {
-                    if let Err(e) = msg.ack_with(AckKind::Progress).await {
-                        tracing::warn!(run = %run_id, error = %e, "in-progress ack failed");
-                    }
+        let mut abandon = self.abandon.subscribe();
+        // Polled beside `work`, never in its way.
+        let acks = async {
+            loop {
+                tick.tick().await;
+                let confirmed = tokio::time::timeout(every, msg.double_ack_with(AckKind::Progress)).await;
+                if !matches!(confirmed, Ok(Ok(()))) {
+                    tracing::warn!(run = %run_id, "in-progress ack not confirmed");
+                    shaky.store(true, Ordering::Relaxed);
                 }
+            }
+        };
+        tokio::pin!(work);
+        tokio::pin!(acks);
+        tokio::select! {
+            done = &mut work => Some(done),
+            _ = crate::consume::until_true(&mut abandon), if abandonable => None,
+            () = &mut acks => unreachable!("the ack loop never ends"),
+        }
+    }
+
+    /// True when the store already holds a final result for `run_id`.
+    async fn finished_elsewhere(&self, run_id: &str) -> bool {
+        match self.bus.results.get(run_id).await {
+            Ok(Some(bytes)) => {
+                serde_json::from_slice::<RunResult>(&bytes).ok().and_then(|r| r.status).is_some_and(Status::is_final)
+            }
+            _ => false,
+        }
+    }
+
+    /// Acks a finished run and waits for the server to confirm it (a few tries): an ack lost
+    /// in a failover would have the run done twice.
+    async fn ack(&self, msg: &Message, run_id: &str) {
+        for attempt in 1..=3 {
+            match msg.double_ack().await {
+                Ok(()) => return,
+                Err(e) if attempt < 3 => {
+                    tracing::info!(run = %run_id, error = %e, "ack not confirmed; acking again");
+                    tokio::time::sleep(Duration::from_millis(200 * attempt)).await;
+                }
+                Err(e) => tracing::warn!(run = %run_id, error = %e, "ack not confirmed; the run may be redelivered"),
             }
         }
     }
 
-    /// Runs the job in a fresh sandbox (left in `sandbox` for the caller to destroy).
+    /// Runs the job in a fresh sandbox: the one in `sandbox` if the caller took it already,
+    /// else one from the pool (left in `sandbox` for the caller to destroy).
     async fn execute(
         &self,
         job: &Job,
@@ -274,31 +377,82 @@ impl Worker {
             })
             .map_err(|e| RunError::Job { run_id: run_id.to_string(), message: e.to_string() })?;
         sink.publish(event::running(&req.session_id, run_id, &self.config.id, attempt)).await?;
-        let acquired = self.pool.acquire_for(&language.id).await;
-        let sb = sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
-        timing.acquired_us = Timing::now_us();
-        if *controls.killed.borrow() {
-            let message = Some("killed before it started".to_string());
-            let (session_id, user_id, lang) = (req.session_id.clone(), req.user_id.clone(), req.lang.clone());
-            let status = Some(Status::Cancelled);
-            return Ok(RunResult {
-                run_id: run_id.into(),
-                session_id,
-                user_id,
-                lang,
-                status,
-                message,
-                ..Default::default()
-            });
-        }
-        let (events_tx, events_rx) = mpsc::channel(256);
-        let Controls { rx: control_rx, _listener: listener, .. } = controls;
-        let run = sb.run(&agent_run, Some(events_tx), Some(control_rx));
-        let streamed = forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, limits.output_bytes);
-        let (outcome, streamed) = tokio::join!(run, streamed);
+        let Controls { rx: mut control_rx, killed, _listener: listener } = controls;
+        // What reached a sandbox of this run so far (stdin sent before the program started):
+        // a fresh sandbox after a failure gets it again.
+        let mut forwarded: Vec<Control> = Vec::new();
+        let mut attempt_here = 1;
+        let outcome = loop {
+            // The first is usually taken already, while the claim was stored.
+            if sandbox.is_none() {
+                let acquired = self.pool.acquire_for(&language.id).await;
+                *sandbox = Some(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+            }
+            let sb = sandbox.as_mut().expect("a sandbox was just put there");
+            timing.acquired_us = Timing::now_us();
+            if *killed.borrow() {
+                let message = Some("killed before it started".to_string());
+                let (session_id, user_id, lang) = (req.session_id.clone(), req.user_id.clone(), req.lang.clone());
+                let status = Some(Status::Cancelled);
+                return Ok(RunResult {
+                    run_id: run_id.into(),
+                    session_id,
+                    user_id,
+                    lang,
+                    status,
+                    message,
+                    ..Default::default()
+                });
+            }
+            let (events_tx, events_rx) = mpsc::channel(256);
+            let (attempt_tx, attempt_rx) = mpsc::channel(64);
+            for c in &forwarded {
+                let _ = attempt_tx.try_send(c.clone());
+            }
+            let relay = async {
+                while let Some(c) = control_rx.recv().await {
+                    forwarded.push(c.clone());
+                    if attempt_tx.send(c).await.is_err() {
+                        break;
+                    }
+                }
+                std::future::pending::<()>().await
+            };
+            let run = Box::pin(sb.run(&agent_run, Some(events_tx), Some(attempt_rx)));
+            let streamed =
+                Box::pin(forward(sink, &req.session_id, run_id, events_rx, self.config.coalesce, limits.output_bytes));
+            let (outcome, streamed) = tokio::select! {
+                both = async { tokio::join!(run, streamed) } => both,
+                () = relay => unreachable!("the relay never ends by itself"),
+            };
+            // Started is known to the streamer; a failed stream counts as started (never
+            // re-run what may have shown output).
+            let started = streamed.as_ref().map_or(true, |f| f.started);
+            match outcome {
+                Err(source) if !started && attempt_here < self.config.sandbox_attempts => {
+                    // Nothing of the user's program ran and nothing of it was streamed: try
+                    // again on a fresh sandbox, without the user seeing it.
+                    tracing::warn!(run = %run_id, attempt_here, error = %source, "sandbox failed before the program started; using another");
+                    self.retried.fetch_add(1, Ordering::Relaxed);
+                    if let Some(sb) = sandbox.take() {
+                        destroy(sb).await;
+                    }
+                    attempt_here += 1;
+                }
+                Err(source) if !started => {
+                    return Err(RunError::SandboxBeforeStart {
+                        run_id: run_id.to_string(),
+                        attempts: attempt_here,
+                        source,
+                    });
+                }
+                Err(source) => return Err(RunError::Sandbox { run_id: run_id.to_string(), source }),
+                Ok(outcome) => break (outcome, streamed?),
+            }
+        };
         drop(listener);
-        let outcome = outcome.map_err(|source| RunError::Sandbox { run_id: run_id.to_string(), source })?;
-        timing.first_output_us = streamed?.unwrap_or(0);
+        let (outcome, streamed) = outcome;
+        timing.first_output_us = streamed.first_us.unwrap_or(0);
         timing.started_us = outcome.started_at.map_or(0, Timing::epoch_us);
         timing.exited_us = Timing::epoch_us(outcome.ended_at);
         timing.program_us = outcome.result.wall_us;
@@ -341,6 +495,14 @@ impl Worker {
             }
         }));
         Controls { rx, killed, _listener: Some(listener) }
+    }
+}
+
+/// Destroys a sandbox (used or not: sandboxes are single-use).
+async fn destroy(sb: Sandbox) {
+    let id = sb.id().to_string();
+    if let Err(e) = sb.destroy().await {
+        tracing::warn!(sandbox = %id, error = %e, "destroying a sandbox failed");
     }
 }
 

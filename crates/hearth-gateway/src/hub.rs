@@ -28,7 +28,7 @@ use axum::extract::ws::{Message, Utf8Bytes};
 use futures_util::{Sink, SinkExt, StreamExt};
 use hearth_bus::{event, names};
 use thiserror::Error;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 /// Events a socket may hold unsent before it counts as lagged (the default).
 pub const INBOX: usize = 256;
@@ -163,16 +163,33 @@ impl Hub {
     }
 }
 
+/// Longest pull of the feed's consumer. Its idle heartbeat is half of it, and async-nats
+/// recreates an ordered consumer after two missed beats were noticed twice: so when the
+/// nats-server holding the feed's consumer dies, the feed is back in about twice this. One
+/// consumer per gateway: a short pull costs nothing.
+const FEED_PULL_EXPIRES: Duration = Duration::from_secs(2);
+
 /// Feeds `hub` from `events` for as long as it runs: an ordered consumer over every
 /// session's events starting after `from` (the stream's last sequence when the gateway
-/// started), recreated after any failure right after the last sequence handed out.
-pub async fn feed(hub: Arc<Hub>, events: Stream, from: u64, latency: Arc<crate::status::Latency>) {
+/// started), recreated after any failure right after the last sequence handed out, and
+/// after every reconnect of the gateway's NATS connection (`connects` changes): the server
+/// it used may be gone and the consumer with it, and waiting for heartbeats to say so takes
+/// longer than making a new one.
+pub async fn feed(
+    hub: Arc<Hub>,
+    events: Stream,
+    from: u64,
+    mut connects: watch::Receiver<u64>,
+    latency: Arc<crate::status::Latency>,
+) {
     hub.position.fetch_max(from, Ordering::Relaxed);
+    connects.borrow_and_update();
     loop {
         let start = hub.position.load(Ordering::Relaxed) + 1;
         let config = OrderedConfig {
             filter_subject: names::EVENTS_WILDCARD.into(),
             deliver_policy: DeliverPolicy::ByStartSequence { start_sequence: start },
+            max_expires: FEED_PULL_EXPIRES,
             ..OrderedConfig::default()
         };
         let messages = match events.create_consumer(config).await {
@@ -187,13 +204,21 @@ pub async fn feed(hub: Arc<Hub>, events: Stream, from: u64, latency: Arc<crate::
                 continue;
             }
         };
-        while let Some(msg) = messages.next().await {
+        loop {
+            let msg = tokio::select! {
+                msg = messages.next() => msg,
+                Ok(()) = connects.changed() => {
+                    tracing::info!("nats reconnected; restarting the session feed after seq {}", hub.position.load(Ordering::Relaxed));
+                    break;
+                }
+            };
             let msg = match msg {
-                Ok(msg) => msg,
-                Err(e) => {
+                Some(Ok(msg)) => msg,
+                Some(Err(e)) => {
                     tracing::warn!(error = %e, "the session feed failed; restarting it");
                     break;
                 }
+                None => break,
             };
             let Ok(info) = msg.info() else { continue };
             let seq = info.stream_sequence;

@@ -141,7 +141,13 @@ pub async fn serve(
     // The feed starts after what is stored now; a socket reads anything older itself.
     let from = bus.events.get_info().await.map_err(|e| GatewayError::Feed(e.to_string()))?.state.last_sequence;
     let hub = Arc::new(hub::Hub::new(config.ws_inbox));
-    let _feed = AbortOnDrop(tokio::spawn(hub::feed(hub.clone(), bus.events.clone(), from, latency.clone())));
+    let _feed = AbortOnDrop(tokio::spawn(hub::feed(
+        hub.clone(),
+        bus.events.clone(),
+        from,
+        bus.connects.clone(),
+        latency.clone(),
+    )));
     let (close, closing) = tokio::sync::watch::channel(false);
     let id = uuid::Uuid::now_v7().simple().to_string();
     let subject = hearth_bus::names::done_subject(&id);

@@ -18,7 +18,7 @@ use axum::Json;
 use futures_util::StreamExt;
 use hearth_bus::control::Done;
 use hearth_bus::event::{self, EventHead};
-use hearth_bus::{names, Job};
+use hearth_bus::{names, retry, Job};
 use hearth_proto::api::{Encoding, RunRequest, RunResult, Timing};
 use hearth_proto::{ids, Limits, Status};
 use serde::Deserialize;
@@ -29,6 +29,9 @@ use crate::error::ApiError;
 use crate::limits::{Over, Tier};
 use crate::metrics::Metrics;
 use crate::AppState;
+
+/// How long a submission rides out a cluster's leader election before it answers 503.
+const PATIENCE: Duration = Duration::from_secs(10);
 
 /// Most files in one request.
 const MAX_FILES: usize = 64;
@@ -265,20 +268,20 @@ async fn submit(
         ..RunResult::default()
     };
     let queued_bytes = serde_json::to_vec(&queued).expect("a result encodes");
-    let event = async {
-        let ack = state.bus.js.publish(subject.clone(), event::queued(&accepted.session_id, &run_id)).await?;
-        ack.await.map(|_| ())
-    };
-    let (event, stored) = tokio::join!(event, state.bus.results.put(&run_id, queued_bytes.into()));
+    // Every publish rides out a cluster's leader election (bounded) and carries a message id,
+    // so a retried one is stored once: above all the run itself (id = run id).
+    let js = &state.bus.js;
+    let queued_id = format!("{run_id}.q");
+    let event = retry::publish(js, &subject, event::queued(&accepted.session_id, &run_id), &queued_id, PATIENCE);
+    let stored = retry::put(&state.bus.results, &run_id, queued_bytes.into(), PATIENCE);
+    let (event, stored) = tokio::join!(event, stored);
     event.map_err(|e| unavailable("publishing the queued event", e))?;
     let revision = stored.map_err(|e| unavailable("storing the queued state", e))?;
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(hearth_bus::job::QUEUED_REVISION, revision.to_string().as_str());
     // Counted before the publish: a quick run's result can pass before the publish's ack.
     state.latency.accepted(&run_id, started);
-    let published =
-        async { state.bus.js.publish_with_headers(names::RUN_SUBJECT, headers, payload.into()).await?.await };
-    match published.await {
+    match retry::publish_with_headers(js, names::RUN_SUBJECT, Some(&headers), payload.into(), &run_id, PATIENCE).await {
         Ok(_) => {
             Metrics::inc(&state.metrics.runs_accepted);
             Ok(accepted)
@@ -306,10 +309,9 @@ async fn submit(
                 message: Some(format!("not queued: {}", refused.public_message())),
                 ..queued
             };
-            if let Ok(ack) = state.bus.js.publish(subject, event::result(&ended)).await {
-                let _ = ack.await;
-            }
-            let _ = state.bus.results.put(&run_id, serde_json::to_vec(&ended).expect("a result encodes").into()).await;
+            let _ = retry::publish(js, &subject, event::result(&ended), &format!("{run_id}.end"), PATIENCE).await;
+            let ended = serde_json::to_vec(&ended).expect("a result encodes");
+            let _ = retry::put(&state.bus.results, &run_id, ended.into(), PATIENCE).await;
             Err(refused)
         }
     }
@@ -350,6 +352,10 @@ pub async fn create(
         .map_err(|e| unavailable("subscribing to the session", e))?;
     let user = req.user_id.clone();
     let accepted = accept(&state, &caller, req).await?;
+    let mut closing = state.closing.clone();
+    let stopping = async move {
+        let _ = closing.wait_for(|c| *c).await.map(|_| ());
+    };
     let waited = tokio::time::timeout(bound, async {
         while let Some(msg) = events.next().await {
             let Ok(head) = serde_json::from_slice::<EventHead>(&msg.payload) else { continue };
@@ -358,8 +364,13 @@ pub async fn create(
             }
         }
         None
-    })
-    .await;
+    });
+    // A stopping gateway answers what is stored now (202 while the run goes on) rather than
+    // holding its shutdown for the run's whole time.
+    let waited = tokio::select! {
+        w = waited => w,
+        () = stopping => Ok(None),
+    };
     Metrics::inc(&state.metrics.runs_waited);
     match waited {
         Ok(Some(payload)) => match serde_json::from_slice::<RunResult>(&payload) {
@@ -369,7 +380,7 @@ pub async fn create(
             }
             Err(e) => Err(ApiError::Internal(format!("a result event did not parse: {e}"))),
         },
-        // Timed out, or the subscription ended: answer what is stored now.
+        // Timed out, the subscription ended, or the gateway is stopping: what is stored now.
         _ => stored_result(&state, &caller, &accepted.run_id).await,
     }
 }

@@ -3,13 +3,14 @@
 //! after `since` (or all it retains), then sends what the hub pushes, skipping what it sent
 //! already; so a reconnect gets every later event in order, without gap or duplicate. Each
 //! event goes out as a text frame with `seq` = its stream sequence. The client may send
-//! `run`, `stdin` and `kill` frames.
+//! `run`, `stdin` and `kill` frames. When the gateway stops, every socket is closed with
+//! code 1012 ("service restart"): reconnect, with `since=`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::{SinkExt, StreamExt};
@@ -145,7 +146,10 @@ async fn session(socket: WebSocket, state: Arc<AppState>, mut asker: Asker, sinc
         }
         tokio::select! {
             _ = async { closing.wait_for(|c| *c).await.map(|_| ()) } => {
-                let _ = out.send(Message::Close(None)).await;
+                // 1012 "service restart": the client reconnects (to another gateway behind
+                // the balancer) with `since=` and misses nothing.
+                let frame = CloseFrame { code: close_code::RESTART, reason: "service restart".into() };
+                let _ = out.send(Message::Close(Some(frame))).await;
                 break;
             }
             _ = &mut expired => {

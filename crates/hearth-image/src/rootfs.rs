@@ -97,7 +97,7 @@ pub fn ensure(cache: &Path, spec: &RootfsSpec, progress: &mut dyn FnMut(&str)) -
             }
         }
     }
-    for t in ["mmdebstrap", "mkfs.ext4", "chroot", "dpkg-query"] {
+    for t in ["mmdebstrap", "mkfs.ext4", "chroot", "unshare", "dpkg-query"] {
         tools::need(t)?;
     }
     let tree = cache.join("rootfs").join(format!(".tree-{key}-{}", std::process::id()));
@@ -124,6 +124,9 @@ fn build(
         .args(["--aptopt=Acquire::Languages \"none\"", "--dpkgopt=path-exclude=/usr/share/doc/*"])
         .args(["--dpkgopt=path-include=/usr/share/doc/*/copyright", "--dpkgopt=path-exclude=/usr/share/man/*"])
         .args(["--dpkgopt=path-exclude=/usr/share/info/*", "--dpkgopt=path-exclude=/usr/share/locale/*"])
+        // Some maintainer scripts (openjdk's update-alternatives) link man pages into
+        // /usr/share/man/man1 and fail when it does not exist.
+        .arg("--setup-hook=mkdir -p \"$1/usr/share/man/man1\"")
         .env("SOURCE_DATE_EPOCH", EPOCH)
         .arg(&spec.suite)
         .arg(tree);
@@ -217,7 +220,13 @@ impl Runtimes for ChrootRuntimes<'_> {
     }
 
     fn version(&self, argv: &[String]) -> String {
-        let out = Command::new(CHROOT)
+        // Some runtimes need /proc to start (the JVM's launcher finds its libraries through
+        // /proc/self/exe, Mono refuses without it): each probe gets a private mount
+        // namespace with a /proc in the tree, gone when the probe ends.
+        let out = Command::new("/usr/bin/unshare")
+            .arg("--fork")
+            .arg(format!("--mount-proc={}", self.tree.join("proc").display()))
+            .arg(CHROOT)
             .arg(self.tree)
             .args(argv)
             .env_clear()

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use hearth_proto::{Limits, Status};
-use hearth_sandbox::{Pool, PoolConfig, PoolStatus};
+use hearth_sandbox::{Driver, Pool, PoolConfig, PoolStatus};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use tokio::time::{sleep, timeout};
@@ -90,4 +90,33 @@ async fn the_pool_replaces_a_vm_killed_from_outside() {
     let left = support::processes_naming(&mine);
     assert!(left.is_empty(), "shutdown destroys idle VMs: {left:?}");
     assert_eq!(dirs(), 0, "and their state directories");
+}
+
+/// The executor keeps python and node prepared by default: in a VM too, the interpreter
+/// started ahead of the code runs it exactly as a cold start would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_prepared_interpreter_in_a_vm_runs_the_program() {
+    let driver = support::qemu("prepared").await;
+    let langs = support::image().languages().unwrap();
+    let python = langs.get("python").unwrap();
+    let set = hearth_sandbox::WarmSet { key: "python".into(), prepare: python.prepare().unwrap(), warm: 1 };
+    let config = PoolConfig { warm: 0, sets: vec![set], ping_timeout: driver.ping_timeout(), ..PoolConfig::default() };
+    let pool = Pool::start(driver.clone(), config);
+    wait_for(&pool, "a prepared VM", |s| s.prepared == 1).await;
+    let code = b"import sys\nprint(__name__, sys.argv[1:], input())\nsys.exit(3)\n";
+    let input = hearth_sandbox::JobInput {
+        files: vec![hearth_proto::frame::FileSpec { path: "main.py".into(), data: code.to_vec(), executable: false }],
+        stdin: b"hi\n".to_vec(),
+        args: vec!["a".into()],
+        limits: Limits::DEFAULT,
+        ..Default::default()
+    };
+    let job = python.job(input).unwrap();
+    let mut sb = timeout(VM_TIMEOUT, pool.acquire_for("python")).await.expect("acquire in time").unwrap();
+    let out = timeout(VM_TIMEOUT, sb.run(&job, None, None)).await.expect("run in time").unwrap();
+    sb.destroy().await.unwrap();
+    pool.shutdown().await;
+    assert_eq!(out.result.status, Status::RuntimeError, "{out:?}");
+    assert_eq!(out.result.exit_code, Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "__main__ ['a'] hi\n");
 }

@@ -242,16 +242,25 @@ fn probe_version(argv: &[String]) -> String {
 
 impl Languages {
     /// The embedded languages that exist on this host.
+    /// (Versions come from the host's cache while the runtimes are unchanged: [`crate::versions`].)
     pub fn detect() -> Result<Languages, LanguageError> {
-        let dirs: Vec<&Path> = SEARCH_DIRS.iter().map(Path::new).collect();
-        Languages::from_toml(DEFAULT_LANGUAGES, &dirs)
+        Languages::on_host(DEFAULT_LANGUAGES)
     }
 
     /// Languages from a file of `languages.toml`'s shape.
     pub fn from_file(path: &Path) -> Result<Languages, LanguageError> {
         let text = std::fs::read_to_string(path).map_err(|source| LanguageError::Read { path: path.into(), source })?;
+        Languages::on_host(&text)
+    }
+
+    /// `text`'s languages found in the host's search directories, versions cached.
+    fn on_host(text: &str) -> Result<Languages, LanguageError> {
         let dirs: Vec<&Path> = SEARCH_DIRS.iter().map(Path::new).collect();
-        Languages::from_toml(&text, &dirs)
+        let host = HostRuntimes { dirs: &dirs };
+        let cached = crate::versions::CachedVersions::open(&host, &crate::versions::default_dir());
+        let languages = Languages::from_toml_with(text, &cached)?;
+        cached.save();
+        Ok(languages)
     }
 
     /// Parses `text` and keeps the languages whose binaries exist in `dirs`.

@@ -9,9 +9,12 @@
 //! - [`vm`]: what the VM drivers share (image paths, guest resources, state directories).
 //! - [`qemu`]: the `qemu` driver (QEMU microvm, KVM or TCG, virtio-serial, QMP).
 //! - [`firecracker`]: the `firecracker` driver (API socket, vsock, snapshot restore).
+//! - [`ids`]: host uid ranges for process sandboxes, unique per host (a lock-file-claimed
+//!   block per driver, a lease per live sandbox).
 //! - [`cgroup`]: cgroup v1 and v2 behind one type, rooted at a path (fakeable in tests).
 //! - [`pool`]: the warm pool actor (acquire, refill, health checks, replacement).
 //! - [`languages`]: the languages data file, resolved against the host.
+//! - [`versions`]: the host's cache of the runtimes' version strings.
 //! - [`host`]: what this host can do (for `hearth doctor`).
 //! - [`error`]: `SandboxError`, `PoolError`.
 
@@ -23,11 +26,13 @@ pub mod driver;
 pub mod error;
 pub mod firecracker;
 pub mod host;
+pub mod ids;
 pub mod languages;
 pub mod pool;
 pub mod process;
 pub mod qemu;
 pub mod sandbox;
+pub mod versions;
 pub mod vm;
 
 pub use driver::Driver;

@@ -6,6 +6,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hearth_proto::jail::JailSpec;
@@ -17,6 +18,7 @@ use crate::cgroup::{Cgroup, CgroupLimits, CgroupRoot};
 use crate::conn::AgentConn;
 use crate::driver::Driver;
 use crate::error::SandboxError;
+use crate::ids::{IdBlock, IdLease, IdPlan, DEFAULT_LOCK_DIR};
 use crate::sandbox::{Backend, BoxFuture, Sandbox};
 
 /// Memory on top of the run's own limit for the agent and the sandbox's small tmpfs files.
@@ -35,8 +37,13 @@ pub struct ProcessConfig {
     pub cgroup_parent: String,
     /// First host uid used for sandboxes; each takes two (its root and its runner).
     pub id_base: u32,
-    /// How many distinct id pairs to cycle through.
+    /// Id pairs in the host's whole range (shared by every executor of the host).
     pub id_pairs: u32,
+    /// Id pairs one driver claims for itself (see [`crate::ids`]): the most sandboxes it
+    /// holds alive at once.
+    pub id_block_pairs: u32,
+    /// Where the executors of this host divide the id range among themselves.
+    pub id_lock_dir: PathBuf,
     /// Host paths visible read-only inside (what the runtimes need, nothing more).
     pub ro_paths: Vec<String>,
     pub devices: Vec<String>,
@@ -77,6 +84,8 @@ impl ProcessConfig {
             cgroup_parent: "hearth".into(),
             id_base: 200_000,
             id_pairs: 50_000,
+            id_block_pairs: 1_000,
+            id_lock_dir: PathBuf::from(DEFAULT_LOCK_DIR),
             ro_paths: paths.iter().map(|s| s.to_string()).collect(),
             devices: ["null", "zero", "full", "random", "urandom"].iter().map(|d| format!("/dev/{d}")).collect(),
             work_mb: 64,
@@ -105,6 +114,8 @@ fn etc_files() -> Vec<(String, String)> {
 pub struct ProcessDriver {
     config: ProcessConfig,
     cgroups: CgroupRoot,
+    /// This driver's own block of host ids, held while it lives.
+    ids: Arc<IdBlock>,
     /// Prefix of this driver's sandbox names: `hs-<executor pid>-<tag>`.
     prefix: String,
 }
@@ -123,7 +134,14 @@ impl ProcessDriver {
         }
         let cgroups = CgroupRoot::detect(&config.cgroup_mount, &config.cgroup_parent)?;
         let prefix = format!("hs-{}-{}", std::process::id(), config.tag);
-        let driver = ProcessDriver { config, cgroups, prefix };
+        let ids = IdBlock::claim(&IdPlan {
+            base: config.id_base,
+            pairs: config.id_pairs,
+            block_pairs: config.id_block_pairs,
+            lock_dir: config.id_lock_dir.clone(),
+        })?;
+        tracing::debug!(block = ids.index, first_uid = ids.first, "sandbox id block claimed");
+        let driver = ProcessDriver { config, cgroups, ids, prefix };
         driver.remove_orphans();
         Ok(driver)
     }
@@ -151,14 +169,23 @@ impl ProcessDriver {
         &self.prefix
     }
 
+    /// Host uids of this driver's sandboxes: `first .. first + 2 * id_block_pairs`.
+    pub fn id_range(&self) -> std::ops::Range<u32> {
+        self.ids.first..self.ids.first + 2 * self.config.id_block_pairs
+    }
+
     async fn spawn(&self) -> Result<Sandbox, SandboxError> {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let id = format!("{}{n}", self.prefix);
+        let ids = self.ids.lease().ok_or_else(|| SandboxError::Unavailable {
+            driver: "process",
+            why: format!("all {} sandbox ids of this executor are in use", self.config.id_block_pairs),
+        })?;
         let cgroup = self.cgroups.create(&id)?;
-        cgroup.set_limits(&limits_for(&Limits::DEFAULT, self.config.cpus))?;
-        let pair = (n % self.config.id_pairs as u64) as u32;
+        let applied = limits_for(&Limits::DEFAULT, self.config.cpus);
+        cgroup.set_limits(&applied)?;
         let spec = JailSpec {
-            host_id_base: self.config.id_base + 2 * pair,
+            host_id_base: ids.host_base(),
             cgroup_procs: cgroup.procs_files().iter().map(|p| p.display().to_string()).collect(),
             ro_paths: self.config.ro_paths.clone(),
             devices: self.config.devices.clone(),
@@ -190,7 +217,13 @@ impl ProcessDriver {
         };
         log_agent_stderr(id.clone(), stderr);
         let conn = AgentConn::new(id.clone(), Box::new(stdout), Box::new(stdin));
-        let backend = ProcessBackend { child: Some(child), cgroup: Some(cgroup), cpus: self.config.cpus };
+        let backend = ProcessBackend {
+            child: Some(child),
+            cgroup: Some(cgroup),
+            cpus: self.config.cpus,
+            ids: Some(ids),
+            applied: Some(applied),
+        };
         let mut sandbox = Sandbox::new(id, conn, Box::new(backend));
         match sandbox.wait_ready(self.config.ready_timeout).await {
             Ok(_) => Ok(sandbox),
@@ -231,6 +264,11 @@ struct ProcessBackend {
     child: Option<Child>,
     cgroup: Option<Cgroup>,
     cpus: f64,
+    /// Given back only once every process of the sandbox is gone.
+    ids: Option<IdLease>,
+    /// The limits the cgroup holds now: a run with the same ones writes nothing (five
+    /// cgroup files fewer on the path of a run with default limits).
+    applied: Option<CgroupLimits>,
 }
 
 impl ProcessBackend {
@@ -241,7 +279,13 @@ impl ProcessBackend {
 
 impl Backend for ProcessBackend {
     fn prepare(&mut self, limits: &Limits) -> Result<(), SandboxError> {
-        Ok(self.cgroup().set_limits(&limits_for(limits, self.cpus))?)
+        let wanted = limits_for(limits, self.cpus);
+        if self.applied != Some(wanted) {
+            self.applied = None;
+            self.cgroup().set_limits(&wanted)?;
+            self.applied = Some(wanted);
+        }
+        Ok(())
     }
 
     fn oom_kills(&self) -> u64 {
@@ -259,6 +303,7 @@ impl Backend for ProcessBackend {
     fn destroy(mut self: Box<Self>) -> BoxFuture<'static, Result<(), SandboxError>> {
         let child = self.child.take();
         let cgroup = self.cgroup.take();
+        let ids = self.ids.take();
         Box::pin(async move {
             // Killing the launcher takes PID 1 with it (PDEATHSIG), and with PID 1 its
             // whole namespace; the cgroup kill catches anything in between.
@@ -270,10 +315,17 @@ impl Backend for ProcessBackend {
                 let _ = child.wait().await;
             }
             if let Some(cg) = cgroup {
-                tokio::task::spawn_blocking(move || cg.destroy())
+                let destroyed = tokio::task::spawn_blocking(move || cg.destroy())
                     .await
-                    .map_err(|e| SandboxError::Io { id: String::new(), source: std::io::Error::other(e) })??;
+                    .map_err(|e| SandboxError::Io { id: String::new(), source: std::io::Error::other(e) })
+                    .and_then(|r| r.map_err(SandboxError::from));
+                if destroyed.is_err() {
+                    // Something may live on under these ids: never hand them out again.
+                    std::mem::forget(ids);
+                    return destroyed;
+                }
             }
+            drop(ids);
             Ok(())
         })
     }
@@ -288,6 +340,8 @@ impl Drop for ProcessBackend {
             cg.kill_all();
             if let Err(e) = cg.destroy() {
                 tracing::warn!(error = %e, "sandbox dropped without destroy left its cgroup");
+                // Something may live on under these ids: never hand them out again.
+                std::mem::forget(self.ids.take());
             }
         }
     }

@@ -30,6 +30,10 @@ enum Command {
     Executor(cmd::executor::Args),
     /// The guest image of the VM drivers (qemu, firecracker): build it, or say what is in it.
     Image(cmd::image::Args),
+    /// A whole cluster on this machine (clustered nats-servers, gateways, executors as
+    /// separate processes), and a load client that checks every answer.
+    #[command(subcommand)]
+    Cluster(cmd::cluster::Command),
     /// Measure a running hearth: latency, throughput, connections, beside the bare floor.
     Bench(cmd::bench::Args),
 }
@@ -55,6 +59,7 @@ fn main() -> std::process::ExitCode {
             Command::Gateway(args) => cmd::gateway::run(args).await,
             Command::Executor(args) => cmd::executor::run(args).await,
             Command::Image(args) => cmd::image::run(args).await,
+            Command::Cluster(command) => cmd::cluster::run(command).await,
             Command::Bench(args) => cmd::bench::run(args).await,
         }
     });

@@ -97,6 +97,21 @@ impl Stack {
         .await
     }
 
+    /// As [`Stack::start_executor_with`], on the driver `driver` names.
+    pub async fn start_executor_on(
+        &mut self,
+        id: &str,
+        slots: usize,
+        driver: hearth_executor::driver::DriverSpec,
+    ) -> anyhow::Result<()> {
+        self.start_executor_configured(id, |c| {
+            c.slots = slots;
+            c.warm = slots;
+            c.driver = driver;
+        })
+        .await
+    }
+
     /// Starts an in-process executor (2 slots) with its configuration changed by
     /// `configure`, and waits until the gateway sees it.
     pub async fn start_executor_configured(

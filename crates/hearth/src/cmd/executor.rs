@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hearth_bus::{BusConfig, NatsSecurity};
+use hearth_bus::{BusConfig, NatsSecurity, Replicas};
 use hearth_executor::ExecutorConfig;
 
 /// Bounds and retention of the NATS streams and bucket (used by whoever creates them).
@@ -26,6 +26,10 @@ pub struct BusArgs {
     /// Deliveries of one run; the last only reports `internal_error`.
     #[arg(long, default_value_t = 3)]
     pub max_deliver: i64,
+    /// Copies JetStream keeps of the streams and the results bucket: 0 chooses (3 on a
+    /// cluster of three or more servers, 1 on a single server); existing ones never shrink.
+    #[arg(long, default_value_t = 0, env = "HEARTH_REPLICAS")]
+    pub replicas: usize,
     /// NATS user (with its password).
     #[arg(long, env = "HEARTH_NATS_USER")]
     pub nats_user: Option<String>,
@@ -63,6 +67,10 @@ impl BusArgs {
             results_ttl: Duration::from_secs(self.results_ttl_s),
             ack_wait: Duration::from_millis(self.ack_wait_ms),
             max_deliver: self.max_deliver,
+            replicas: match self.replicas {
+                0 => Replicas::Auto,
+                n => Replicas::Fixed(n),
+            },
             security: NatsSecurity {
                 user: self.nats_user.clone(),
                 password: self.nats_password.clone(),
@@ -103,12 +111,17 @@ pub struct ExecutorArgs {
     /// Warm sandboxes kept ready (default: the number of slots).
     #[arg(long)]
     pub warm: Option<usize>,
-    /// Ready sandboxes per language with its interpreter already started (python, node).
-    #[arg(long, default_value_t = 1)]
+    /// Ready sandboxes per language with its interpreter already started (python, node):
+    /// two, so that a run right after another still finds one while the first is replaced.
+    #[arg(long, default_value_t = 2)]
     pub prepared: usize,
     /// The hearth-agent binary (default: beside this executable, or $HEARTH_AGENT).
     #[arg(long, env = "HEARTH_AGENT")]
     pub agent: Option<PathBuf>,
+    /// On SIGTERM: how long runs in hand may take to finish before they are handed back
+    /// for redelivery, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub drain_timeout_s: u64,
     #[command(flatten)]
     pub driver: DriverArgs,
 }
@@ -172,6 +185,7 @@ impl ExecutorArgs {
         c.prepared = self.prepared;
         c.agent = self.agent.clone();
         c.driver = self.driver.spec(self.agent.clone());
+        c.drain_timeout = Duration::from_secs(self.drain_timeout_s);
         c.bus = bus;
         c
     }
@@ -199,6 +213,11 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
         "hearth executor {} on {} ({} slots, {} driver)",
         config.id, config.nats_url, config.slots, config.driver.kind
     );
-    hearth_executor::run(config, shutdown_signal()).await?;
+    let signal = async {
+        shutdown_signal().await;
+        eprintln!("hearth executor: stopping: no more runs taken; the runs in hand finish first");
+    };
+    hearth_executor::run(config, signal).await?;
+    eprintln!("hearth executor: stopped");
     Ok(0)
 }

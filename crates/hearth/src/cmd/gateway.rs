@@ -61,6 +61,11 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let url = format!("http://{}", listener.local_addr()?);
     eprintln!("hearth gateway on {url} (nats {})", args.nats);
     announce(&config.auth, &url);
-    hearth_gateway::serve(listener, config, shutdown_signal()).await?;
+    let signal = async {
+        shutdown_signal().await;
+        eprintln!("hearth gateway: stopping: sockets closed with 1012 (service restart)");
+    };
+    hearth_gateway::serve(listener, config, signal).await?;
+    eprintln!("hearth gateway: stopped");
     Ok(0)
 }

@@ -3,6 +3,7 @@
 
 pub mod access;
 pub mod bench;
+pub mod cluster;
 pub mod doctor;
 pub mod executor;
 pub mod gateway;

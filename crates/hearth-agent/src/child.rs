@@ -28,6 +28,9 @@ pub struct ChildPlan<'a> {
     /// Becomes fd 4: where a prepared interpreter says it is ready.
     pub ready: Option<RawFd>,
     pub err_pipe: RawFd,
+    /// `cgroup.procs` of the runs' cgroup, which the child joins first (inside a VM, where
+    /// the agent owns the cgroups).
+    pub cgroup_procs: Option<RawFd>,
     /// Switch to this uid/gid (inside the sandbox) before exec; `None` when the agent is not
     /// root (a developer running it by hand), where rlimits on processes would count the
     /// developer's own processes too.
@@ -56,6 +59,10 @@ fn fail<E: std::fmt::Display>(stage: &'static str) -> impl Fn(E) -> Failure {
 }
 
 fn setup(plan: &ChildPlan) -> Result<std::convert::Infallible, Failure> {
+    if let Some(fd) = plan.cgroup_procs {
+        // "0" moves the writer: everything the program allocates from here is counted.
+        nix::unistd::write(borrow(fd), b"0").map_err(fail("joining the runs' cgroup"))?;
+    }
     setsid().map_err(fail("setsid"))?;
     dup2(plan.stdin, 0).map_err(fail("dup2 stdin"))?;
     dup2(plan.stdout, 1).map_err(fail("dup2 stdout"))?;

@@ -156,7 +156,7 @@ impl Exec {
         let argv = cstrings(s.argv.iter().map(String::as_str))?;
         let env_pairs: Vec<String> = s.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let env = cstrings(env_pairs.iter().map(String::as_str))?;
-        let filters = seccomp::build().map_err(|e| format!("seccomp filter: {e}"))?;
+        let filters = seccomp::filters()?;
         let mut chld = SigSet::empty();
         chld.add(Signal::SIGCHLD);
         sigprocmask(SigmaskHow::SIG_BLOCK, Some(&chld), None).map_err(|e| e.to_string())?;
@@ -180,8 +180,9 @@ impl Exec {
             go: go_r.as_ref().map(|fd| fd.as_raw_fd()),
             ready: ready_w.as_ref().map(|fd| fd.as_raw_fd()),
             err_pipe: fail_w.as_raw_fd(),
+            cgroup_procs: crate::vm::cgroup::get().map(|cg| cg.procs_fd()),
             drop_to: drop_to(),
-            filters: &filters,
+            filters,
         };
         let start = Instant::now();
         // SAFETY: the agent is single-threaded, so the child owns a consistent copy of the

@@ -8,6 +8,8 @@
 //! - `hearth-agent` (or `serve`): serve frames on stdin/stdout; used as a VM's init.
 //! - `hearth-agent jail '<JailSpec JSON>'`: build a namespace sandbox first, then serve
 //!   inside it as its PID 1; used by the process driver.
+//! - `/init` (the agent under that name in a guest's initramfs) or `hearth-agent vm`: boot a
+//!   VM's user space and serve the host over virtio-serial or vsock (qemu, firecracker).
 //!
 //! Layout:
 //! - [`channel`]: frame I/O with the host.
@@ -18,6 +20,7 @@
 //! - [`child`]: what the forked child does before exec (rlimits, ids, seccomp).
 //! - [`seccomp`]: the syscall filter.
 //! - [`jail`]: namespaces, uid maps, the root file system, loopback.
+//! - [`vm`]: the agent as a VM's init: modules, mounts, the runs' cgroup, the host link.
 
 mod channel;
 mod child;
@@ -27,10 +30,15 @@ mod jail;
 mod runner;
 mod seccomp;
 mod serve;
+mod vm;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.first().is_some_and(|a| a == "/init") && nix::unistd::getpid().as_raw() == 1 {
+        vm::boot();
+    }
     match args.get(1).map(String::as_str) {
+        Some("vm") => vm::boot(),
         None | Some("serve") => serve::serve(),
         Some("jail") => {
             let spec = args.get(2).map(|s| serde_json::from_str(s));
@@ -41,7 +49,9 @@ fn main() {
             }
         }
         Some("--version") => println!("hearth-agent {}", env!("CARGO_PKG_VERSION")),
-        Some(other) => fail(&format!("unknown mode {other:?}; usage: hearth-agent [serve | jail SPEC | --version]")),
+        Some(other) => {
+            fail(&format!("unknown mode {other:?}; usage: hearth-agent [serve | jail SPEC | vm | --version]"))
+        }
     }
 }
 

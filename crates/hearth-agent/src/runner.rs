@@ -38,6 +38,8 @@ fn blank(status: Status, message: Option<String>) -> AgentResult {
         truncated: false,
         compile: None,
         message,
+        oom_kills: 0,
+        cgroup_peak_kb: 0,
     }
 }
 
@@ -105,12 +107,29 @@ fn finish(out: Outcome, compile: Option<CompileResult>) -> AgentResult {
         truncated: out.truncated,
         compile,
         message: out.message,
+        oom_kills: 0,
+        cgroup_peak_kb: 0,
     }
+}
+
+/// Sets the next step's limits on the runs' cgroup, where the agent owns one (in a VM).
+fn guest_limits(limits: &Limits) -> Result<(), String> {
+    crate::vm::cgroup::get().map_or(Ok(()), |cg| cg.set_limits(limits))
 }
 
 /// Runs `req` to the end and returns the agent's verdict; output was streamed on `chan`.
 /// A `prepared` interpreter is used when the request says how (`warm_argv`), else killed.
+/// Inside a VM the result carries the runs' cgroup's OOM kills and peak.
 pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> AgentResult {
+    let mut result = run_steps(req, chan, prepared);
+    if let Some(cg) = crate::vm::cgroup::get() {
+        result.oom_kills = cg.oom_kills();
+        result.cgroup_peak_kb = cg.peak_kb();
+    }
+    result
+}
+
+fn run_steps(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> AgentResult {
     let work = work_dir();
     let owner = drop_to().map(|id| (id, id));
     let warm = match (prepared, &req.warm_argv) {
@@ -131,12 +150,13 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
     let mut compile = None;
     let (mut stdin, mut keep_stdin_open) = (req.stdin.clone(), req.keep_stdin_open);
     if let Some(step) = &req.compile {
+        if let Err(m) = guest_limits(&step.limits) {
+            return blank(Status::SandboxError, Some(m));
+        }
         let spawn = Spawn { argv: &step.argv, env: &req.env, work: &work, limits: step.limits, collect: true };
+        // The clocks run from the fork: a step's time includes its exec, as a shell's would.
         let out = match Exec::spawn(&spawn, false) {
-            Ok((mut exec, _)) => {
-                exec.begin(step.limits);
-                exec.wait(chan, Vec::new(), false)
-            }
+            Ok((exec, _)) => exec.wait(chan, Vec::new(), false),
             Err(m) => return blank(Status::SandboxError, Some(m)),
         };
         let failed = out.status != Status::Ok;
@@ -159,14 +179,16 @@ pub fn run(req: &AgentRun, chan: &mut Channel, prepared: Option<Prepared>) -> Ag
     }
     chan.send(&AgentFrame::Started);
     let limits = req.run.limits;
+    if let Err(m) = guest_limits(&limits) {
+        let mut r = blank(Status::SandboxError, Some(m));
+        r.compile = compile;
+        return r;
+    }
     let exec = match warm {
         Some((p, argv)) => p.launch(argv, limits),
         None => {
             let spawn = Spawn { argv: &req.run.argv, env: &req.env, work: &work, limits, collect: false };
-            Exec::spawn(&spawn, false).map(|(mut exec, _)| {
-                exec.begin(limits);
-                exec
-            })
+            Exec::spawn(&spawn, false).map(|(exec, _)| exec)
         }
     };
     match exec {

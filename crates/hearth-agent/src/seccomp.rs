@@ -78,7 +78,15 @@ const NAMESPACE_FLAGS: &[libc::c_int] = &[
 /// The compiled filters, installed in this order.
 pub struct Filters(Vec<BpfProgram>);
 
-/// Builds the filters (done once per run, before fork).
+static BUILT: std::sync::OnceLock<Result<Filters, String>> = std::sync::OnceLock::new();
+
+/// The filters, built on first use (the agent builds them before it says Ready, so no run
+/// waits for the compilation).
+pub fn filters() -> Result<&'static Filters, String> {
+    BUILT.get_or_init(|| build().map_err(|e| format!("seccomp filter: {e}"))).as_ref().map_err(Clone::clone)
+}
+
+/// Builds the filters.
 pub fn build() -> Result<Filters, seccompiler::Error> {
     let arch = std::env::consts::ARCH.try_into()?;
     let mut deny: BTreeMap<i64, Vec<SeccompRule>> = DENIED.iter().map(|&nr| (nr, Vec::new())).collect();

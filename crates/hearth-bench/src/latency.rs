@@ -48,6 +48,9 @@ pub const SPANS: [&str; 8] = [
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Samples {
     pub end_to_end_ms: Vec<f64>,
+    /// Whether each run (same order) went to a prepared interpreter.
+    #[serde(default)]
+    pub prepared: Vec<bool>,
     pub first_output_ms: Vec<f64>,
     pub bare_ms: Vec<f64>,
 }
@@ -67,6 +70,9 @@ pub struct LatencyReport {
     pub prepared_runs: usize,
     /// POST sent → `?wait=true` answer read.
     pub end_to_end_ms: Summary,
+    /// The same, of the runs that went to a prepared interpreter only.
+    #[serde(default)]
+    pub end_to_end_prepared_ms: Summary,
     /// POST sent → first `output` event on the session's WebSocket.
     pub first_output_ms: Summary,
     /// POST sent → `result` event on the session's WebSocket.
@@ -241,6 +247,9 @@ pub async fn measure(target: &Target, config: &LatencyConfig) -> Result<LatencyR
         first_error,
         prepared_runs: runs.iter().filter(|r| r.prepared).count(),
         end_to_end_ms: end,
+        end_to_end_prepared_ms: Summary::of(
+            &runs.iter().filter(|r| r.prepared).map(|r| r.end_to_end).collect::<Vec<_>>(),
+        ),
         first_output_ms: Summary::of(&first),
         ws_result_ms: Summary::of(&runs.iter().filter_map(|r| r.ws_result).collect::<Vec<_>>()),
         bare_ms: floor,
@@ -250,7 +259,12 @@ pub async fn measure(target: &Target, config: &LatencyConfig) -> Result<LatencyR
         overhead_ms: Summary::of(&e2e.iter().map(|x| x - floor.p50).collect::<Vec<_>>()),
         sandbox_ms: Summary::of(&runs.iter().filter_map(|r| r.sandbox).collect::<Vec<_>>()),
         breakdown_ms: breakdown,
-        samples: Samples { end_to_end_ms: e2e, first_output_ms: first, bare_ms },
+        samples: Samples {
+            end_to_end_ms: e2e,
+            prepared: runs.iter().map(|r| r.prepared).collect(),
+            first_output_ms: first,
+            bare_ms,
+        },
     })
 }
 

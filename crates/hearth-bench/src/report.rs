@@ -225,13 +225,14 @@ impl Report {
             let _ = writeln!(m, "| ms | n | p50 | p90 | p99 | max |\n|---|---:|---:|---:|---:|---:|");
             let rows = [
                 ("POST → `?wait=true` answer", &l.end_to_end_ms),
+                ("  of which runs on a prepared interpreter", &l.end_to_end_prepared_ms),
                 ("POST → first output on the WebSocket", &l.first_output_ms),
                 ("POST → `result` on the WebSocket", &l.ws_result_ms),
                 ("sandbox only (acquired → verdict)", &l.sandbox_ms),
                 ("bare, same host (`{}`)", &l.bare_ms),
                 ("end to end − bare median", &l.overhead_ms),
             ];
-            for (name, s) in rows {
+            for (name, s) in rows.into_iter().filter(|(_, s)| s.n > 0) {
                 let name = name.replace("{}", &l.bare_command.join(" "));
                 let _ = writeln!(m, "| {name} | {} | {} | {} | {} | {} |", s.n, f(s.p50), f(s.p90), f(s.p99), f(s.max));
             }

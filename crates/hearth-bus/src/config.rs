@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use crate::security::NatsSecurity;
+
 /// How many copies JetStream keeps of each stream and of the bucket.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Replicas {
@@ -36,6 +38,9 @@ pub struct BusConfig {
     pub max_deliver: i64,
     /// Copies of the streams and the bucket.
     pub replicas: Replicas,
+    /// Credentials and TLS of the connection itself (not a stream bound, but it travels
+    /// with the rest of what every process needs to reach NATS).
+    pub security: NatsSecurity,
 }
 
 impl Default for BusConfig {
@@ -49,6 +54,7 @@ impl Default for BusConfig {
             ack_wait: Duration::from_secs(15),
             max_deliver: 3,
             replicas: Replicas::Auto,
+            security: NatsSecurity::default(),
         }
     }
 }

@@ -56,8 +56,8 @@ impl Bus {
     pub async fn connect(url: &str, name: &str, config: BusConfig) -> Result<Bus, BusError> {
         let urls: Vec<&str> = url.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
         let (connects_tx, connects) = tokio::sync::watch::channel(0u64);
-        let client = async_nats::ConnectOptions::new()
-            .name(name)
+        let options = config.security.apply(async_nats::ConnectOptions::new().name(name)).await?;
+        let client = options
             .event_callback(move |event| {
                 let connects_tx = connects_tx.clone();
                 async move {

@@ -19,4 +19,8 @@ pub enum BusError {
     Consumer { name: &'static str, message: String },
     #[error("creating bucket {name}: {message}")]
     Bucket { name: &'static str, message: String },
+    #[error("nats credentials or tls: {0}")]
+    Security(String),
+    #[error("subscribing to {subject}: {message}")]
+    Subscribe { subject: String, message: String },
 }

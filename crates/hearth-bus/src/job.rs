@@ -6,6 +6,7 @@
 //! started. (A header, so the job is encoded once, before that revision is known.)
 
 use hearth_proto::api::RunRequest;
+use hearth_proto::Limits;
 use serde::{Deserialize, Serialize};
 
 /// Header of a `code.run` message: the revision of the run's stored `queued` state.
@@ -28,4 +29,8 @@ pub struct Job {
     /// gateway counts each user's runs in flight).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notify: Option<String>,
+    /// The most this run may get, when the user's tier caps it below the server's maxima
+    /// (the executor takes the lower of these and its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limits_max: Option<Limits>,
 }

@@ -8,6 +8,7 @@
 //! - [`config`]: `BusConfig`, the bounds and retention of what is created.
 //! - [`connect`]: `Bus` (client + JetStream handles), connect (one URL or a comma-separated
 //!   list of a cluster's), version check, ensure with replicas chosen for the cluster.
+//! - [`security`]: NATS credentials (user/password, token, nkey, creds file) and TLS.
 //! - [`event`]: session events (`status`, `output`, `result`) and the `seq` splice.
 //! - [`job`]: a run request as queued on `code.run`.
 //! - [`control`]: stdin/kill for a running run, and the "run ended" notice to its gateway.
@@ -27,9 +28,11 @@ pub mod heartbeat;
 pub mod job;
 pub mod names;
 pub mod retry;
+pub mod security;
 
 pub use config::{BusConfig, Replicas};
 pub use connect::Bus;
 pub use error::BusError;
 pub use heartbeat::{Heartbeat, LanguageInfo};
 pub use job::Job;
+pub use security::NatsSecurity;

@@ -184,7 +184,9 @@ impl LocalCluster {
         let name = format!("gateway-{}", k + 1);
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut cmd = self.command("gateway", k);
-        cmd.arg("--listen").arg(addr.to_string()).args(&self.spec.gateway_args);
+        // A cluster on loopback, for trying hearth and for tests: anonymous use, said loudly
+        // in each gateway's log (a real deployment gives API keys: docs/api-auth.md).
+        cmd.arg("--listen").arg(addr.to_string()).arg("--dev").args(&self.spec.gateway_args);
         let proc = Proc::spawn(&name, cmd, &self.spec.dir.join(format!("{name}.log")))?;
         self.gateways.push(Part { name, addr: Some(addr), proc });
         Ok(())

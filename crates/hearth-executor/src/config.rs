@@ -35,6 +35,8 @@ pub struct ExecutorConfig {
     pub drain_timeout: Duration,
     /// How long a pull request waits for runs before it is renewed.
     pub pull_expires: Duration,
+    /// The isolation driver and what it needs (image, guest resources).
+    pub driver: crate::driver::DriverSpec,
     /// Sandboxes one delivery of a run may use when they fail before the user's program
     /// starts (then the run moves to a fresh one unseen); the last failure is reported.
     pub sandbox_attempts: u32,
@@ -54,7 +56,7 @@ impl ExecutorConfig {
             id: default_id(),
             slots,
             warm: slots,
-            prepared: 1,
+            prepared: 2,
             bus: BusConfig::default(),
             heartbeat_every: Duration::from_secs(1),
             coalesce: Duration::from_millis(10),
@@ -63,6 +65,7 @@ impl ExecutorConfig {
             limits_max: Limits::MAX,
             drain_timeout: Duration::from_secs(30),
             pull_expires: Duration::from_secs(2),
+            driver: crate::driver::DriverSpec::default(),
             sandbox_attempts: 3,
         }
     }

@@ -17,6 +17,8 @@ pub enum ExecutorError {
     Driver(SandboxError),
     #[error("languages: {0}")]
     Languages(String),
+    #[error("guest image: {0}")]
+    Image(String),
     #[error(transparent)]
     Bus(#[from] BusError),
 }

@@ -6,6 +6,7 @@
 //!
 //! Layout:
 //! - [`config`]: `ExecutorConfig` with explicit defaults, validated once.
+//! - [`driver`]: choosing the driver (process, qemu, firecracker) and its languages.
 //! - [`consume`]: the pull loop (a semaphore of slots; each fetch sized to free slots).
 //! - [`worker`]: one run: status, sandbox, job, progress acks, result, ack.
 //! - [`output`]: coalesces sandbox output into `output` events, in order, never held.
@@ -16,6 +17,7 @@
 
 pub mod config;
 pub mod consume;
+pub mod driver;
 pub mod error;
 pub mod heartbeat;
 pub mod output;
@@ -25,7 +27,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use hearth_bus::Bus;
-use hearth_sandbox::{locate_agent, Driver, Languages, Pool, PoolConfig, ProcessConfig, ProcessDriver, WarmSet};
+use hearth_sandbox::{Driver, Languages, Pool, PoolConfig, WarmSet};
 
 pub use config::ExecutorConfig;
 pub use error::{ExecutorError, RunError};
@@ -40,15 +42,15 @@ impl<T> Drop for AbortOnDrop<T> {
     }
 }
 
-/// Runs an executor with the `process` driver and the languages found on this host until
-/// `shutdown` resolves, then stops pulling and lets the runs in hand finish (bounded by
-/// `config.drain_timeout`).
+/// Runs an executor with the driver `config.driver` names (and the languages its sandboxes
+/// offer) until `shutdown` resolves, then stops pulling and lets the runs in hand finish
+/// (bounded by `config.drain_timeout`).
 pub async fn run(config: ExecutorConfig, shutdown: impl Future<Output = ()>) -> Result<(), ExecutorError> {
     config.validate()?;
-    let agent = config.agent.clone().or_else(locate_agent).ok_or(ExecutorError::NoAgent)?;
-    let driver = ProcessDriver::new(ProcessConfig::new(agent)).map_err(ExecutorError::Driver)?;
-    let languages = Languages::detect().map_err(|e| ExecutorError::Languages(e.to_string()))?;
-    run_with(config, Arc::new(driver), languages, shutdown).await
+    let mut spec = config.driver.clone();
+    spec.agent = spec.agent.or_else(|| config.agent.clone());
+    let (driver, languages) = driver::open(&spec).await?;
+    run_with(config, driver, languages, shutdown).await
 }
 
 /// [`run`] with a given driver and languages.
@@ -68,7 +70,9 @@ pub async fn run_with(
         .filter_map(|l| Some(WarmSet { key: l.id.clone(), prepare: l.prepare()?, warm: config.prepared }))
         .filter(|set| set.warm > 0)
         .collect();
-    let pool = Pool::start(driver.clone(), PoolConfig { warm: config.warm, sets, ..PoolConfig::default() });
+    let pool_config =
+        PoolConfig { warm: config.warm, sets, ping_timeout: driver.ping_timeout(), ..PoolConfig::default() };
+    let pool = Pool::start(driver.clone(), pool_config);
     tracing::info!(id = %config.id, slots = config.slots, warm = config.warm, driver = driver.name(), languages = languages.list().len(), "executor started");
     let worker = Arc::new(worker::Worker::new(bus, pool.clone(), languages, config, driver.name()));
     let heartbeat = AbortOnDrop(tokio::spawn(heartbeat::beat(worker.clone())));

@@ -124,15 +124,30 @@ impl Worker {
             .as_ref()
             .and_then(|h| h.get(hearth_bus::job::QUEUED_REVISION))
             .and_then(|v| v.as_str().parse::<u64>().ok());
-        if let Claim::Ended(status) = self.claim(&job, revision, &base).await {
-            tracing::debug!(run = %job.run_id, %status, "run already ended; not running it");
-            self.ack(&msg, &job.run_id).await;
-            self.notify_done(&job).await;
-            return;
-        }
+        // The sandbox is taken while the claim is being stored (one round trip to NATS
+        // saved); a run found ended leaves it unused, and it is destroyed like a used one.
+        let wanted = self.languages.get(&req.lang).filter(|_| delivered < self.config.bus.max_deliver);
+        let early = async {
+            match wanted {
+                Some(language) => Some(self.pool.acquire_for(&language.id).await),
+                None => None,
+            }
+        };
         // A redelivery, or progress acks the server did not confirm: another executor may
         // hold the run too, so `finish` looks for a result before answering.
         let shaky = AtomicBool::new(delivered > 1);
+        let claimed = async { tokio::join!(self.claim(&job, revision, &base), early) };
+        let (claim, early) =
+            self.with_progress_acks(&msg, &job.run_id, claimed, false, &shaky).await.expect("never abandoned");
+        if let Claim::Ended(status) = claim {
+            tracing::debug!(run = %job.run_id, %status, "run already ended; not running it");
+            self.ack(&msg, &job.run_id).await;
+            self.notify_done(&job).await;
+            if let Some(Ok(sb)) = early {
+                destroy(sb).await;
+            }
+            return;
+        }
         if delivered >= self.config.bus.max_deliver {
             tracing::warn!(run = %job.run_id, delivered, "run exhausted its deliveries; reporting internal_error");
             let message = format!("the run was started {} times and no executor finished it", delivered - 1);
@@ -142,10 +157,17 @@ impl Worker {
             return;
         }
         let mut sandbox = None;
-        // Boxed: a run's future is large, and polled on a worker thread's stack it must not
-        // sit there whole (debug builds overflow it).
-        let work = Box::pin(self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing));
-        let Some(outcome) = self.with_progress_acks(&msg, &job.run_id, work, true, &shaky).await else {
+        let outcome = match early {
+            Some(Err(source)) => Some(Err(RunError::NoSandbox { run_id: job.run_id.clone(), source })),
+            early => {
+                sandbox = early.and_then(Result::ok);
+                // Boxed: a run's future is large, and polled on a worker thread's stack it
+                // must not sit there whole (debug builds overflow it).
+                let work = Box::pin(self.execute(&job, delivered, &mut sink, &mut sandbox, controls, &mut timing));
+                self.with_progress_acks(&msg, &job.run_id, work, true, &shaky).await
+            }
+        };
+        let Some(outcome) = outcome else {
             tracing::warn!(run = %job.run_id, "executor stopping: run given back for redelivery");
             let _ = msg.ack_with(AckKind::Nak(None)).await;
             if let Some(sb) = sandbox {
@@ -327,7 +349,8 @@ impl Worker {
         }
     }
 
-    /// Runs the job in a fresh sandbox (left in `sandbox` for the caller to destroy).
+    /// Runs the job in a fresh sandbox: the one in `sandbox` if the caller took it already,
+    /// else one from the pool (left in `sandbox` for the caller to destroy).
     async fn execute(
         &self,
         job: &Job,
@@ -341,7 +364,8 @@ impl Worker {
         let run_id = job.run_id.as_str();
         let language =
             self.languages.get(&req.lang).ok_or_else(|| RunError::UnknownLanguage { lang: req.lang.clone() })?;
-        let limits = language.limits(&req.limits, &self.config.limits_default, &self.config.limits_max);
+        let max = job.limits_max.map_or(self.config.limits_max, |m| m.lower(&self.config.limits_max));
+        let limits = language.limits(&req.limits, &self.config.limits_default, &max);
         let agent_run = language
             .job(JobInput {
                 files: files(req, language)?,
@@ -359,9 +383,12 @@ impl Worker {
         let mut forwarded: Vec<Control> = Vec::new();
         let mut attempt_here = 1;
         let outcome = loop {
-            let acquired = self.pool.acquire_for(&language.id).await;
-            let sb =
-                sandbox.insert(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+            // The first is usually taken already, while the claim was stored.
+            if sandbox.is_none() {
+                let acquired = self.pool.acquire_for(&language.id).await;
+                *sandbox = Some(acquired.map_err(|source| RunError::NoSandbox { run_id: run_id.to_string(), source })?);
+            }
+            let sb = sandbox.as_mut().expect("a sandbox was just put there");
             timing.acquired_us = Timing::now_us();
             if *killed.borrow() {
                 let message = Some("killed before it started".to_string());
@@ -471,11 +498,11 @@ impl Worker {
     }
 }
 
-/// Destroys a used sandbox (the pool makes a fresh one in its place).
+/// Destroys a sandbox (used or not: sandboxes are single-use).
 async fn destroy(sb: Sandbox) {
     let id = sb.id().to_string();
     if let Err(e) = sb.destroy().await {
-        tracing::warn!(sandbox = %id, error = %e, "destroying a used sandbox failed");
+        tracing::warn!(sandbox = %id, error = %e, "destroying a sandbox failed");
     }
 }
 

@@ -6,6 +6,10 @@ use std::time::Duration;
 use hearth_bus::BusConfig;
 use hearth_proto::Limits;
 
+use crate::access::Tiers;
+use crate::auth::Auth;
+use crate::limits::Tier;
+
 /// Largest request body (and WebSocket message) taken.
 pub const DEFAULT_BODY_LIMIT: usize = 10 << 20;
 
@@ -23,6 +27,10 @@ pub struct GatewayConfig {
     /// Runs' limits as the executors resolve them (for the `?wait=true` bound).
     pub limits_default: Limits,
     pub limits_max: Limits,
+    /// Who may call (default: dev mode, anonymous callers on loopback only).
+    pub auth: Auth,
+    /// Per-user limits by tier (default: none).
+    pub tiers: Tiers,
     /// Events a WebSocket may hold unsent before it stops being fed live and catches up
     /// from the stream instead (a slow client costs bounded memory).
     pub ws_inbox: usize,
@@ -40,6 +48,8 @@ impl GatewayConfig {
             wait_margin: Duration::from_secs(60),
             limits_default: Limits::DEFAULT,
             limits_max: Limits::MAX,
+            auth: Auth::dev(),
+            tiers: Tiers::single(Tier::UNLIMITED),
             ws_inbox: crate::hub::INBOX,
             web_dir: None,
         }

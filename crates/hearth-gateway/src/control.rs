@@ -17,6 +17,7 @@ use hearth_bus::{event, names};
 use hearth_proto::api::RunResult;
 use hearth_proto::{ids, Status};
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::AppState;
 
@@ -25,26 +26,22 @@ pub const MAX_STDIN_FRAME: usize = 1 << 20;
 /// Runs one socket remembers as its own and running (so stdin needs no store read).
 const REMEMBERED: usize = 1024;
 
-/// Who asks: a socket of `session_id`, as `user_id` when the caller is bound to one user.
+/// Who asks: a socket of `session_id`, opened by `caller`.
 #[derive(Debug, Clone)]
 pub struct Asker {
     pub session_id: String,
-    pub user_id: Option<String>,
+    pub caller: Caller,
     /// Runs of this socket's session seen running, whose ownership is already checked.
     running: HashSet<String>,
 }
 
 impl Asker {
-    pub fn new(session_id: String, user_id: Option<String>) -> Asker {
-        Asker { session_id, user_id, running: HashSet::new() }
+    pub fn new(session_id: String, caller: Caller) -> Asker {
+        Asker { session_id, caller, running: HashSet::new() }
     }
 
     fn owns(&self, r: &RunResult) -> bool {
-        let same_user = match &self.user_id {
-            Some(u) => *u == r.user_id,
-            None => true,
-        };
-        r.session_id == self.session_id && same_user
+        r.session_id == self.session_id && self.caller.may_read(r)
     }
 
     /// Whether any run is remembered as running (only then do events need a look).
@@ -118,6 +115,7 @@ pub async fn kill(state: &AppState, asker: &mut Asker, run_id: &str) -> Result<(
                 ack.map_err(|e| unavailable("publishing the result", e))?
                     .await
                     .map_err(|e| unavailable("publishing the result", e))?;
+                state.limiter.release(&cancelled.user_id, run_id);
                 return Ok(());
             }
             _ => return send(state, run_id, &ControlMsg::Kill).await,

@@ -20,6 +20,18 @@ pub enum ApiError {
     InvalidId(#[from] IdError),
     #[error("{0}")]
     NotFound(String),
+    /// No (valid) credentials.
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials that do not reach this.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The user's request rate (token bucket) is spent.
+    #[error("too many requests for user {user}; retry in {retry_after_s} s")]
+    RateLimited { user: String, retry_after_s: u64 },
+    /// The user has as many runs queued or running as its tier allows.
+    #[error("user {user} has {active} runs queued or running, the most its tier allows at once ({max}); retry when one ends")]
+    TooManyRuns { user: String, active: usize, max: u32 },
     #[error("method not allowed")]
     MethodNotAllowed,
     #[error("{0}")]
@@ -49,6 +61,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) | ApiError::InvalidId(_) => StatusCode::BAD_REQUEST,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::RateLimited { .. } | ApiError::TooManyRuns { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnknownLanguage(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -63,6 +78,10 @@ impl ApiError {
             ApiError::BadRequest(_) => "bad_request",
             ApiError::InvalidId(_) => "invalid_id",
             ApiError::NotFound(_) => "not_found",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden(_) => "forbidden",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::TooManyRuns { .. } => "too_many_runs",
             ApiError::MethodNotAllowed => "method_not_allowed",
             ApiError::TooLarge(_) => "too_large",
             ApiError::UnknownLanguage(_) => "unknown_language",
@@ -84,9 +103,23 @@ impl ApiError {
         }
     }
 
-    /// The `{"error":{...}}` body.
+    /// Seconds to wait before retrying, for the answers that have one (429, 503).
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            ApiError::RateLimited { retry_after_s, .. } => Some(*retry_after_s),
+            ApiError::TooManyRuns { .. } => Some(RETRY_AFTER_SECS),
+            _ if self.status() == StatusCode::SERVICE_UNAVAILABLE => Some(RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
+    /// The `{"error":{...}}` body (with `retry_after_s` where there is one).
     pub fn body(&self) -> serde_json::Value {
-        json!({"error": {"code": self.code(), "message": self.public_message()}})
+        let mut error = json!({"code": self.code(), "message": self.public_message()});
+        if let Some(s) = self.retry_after() {
+            error["retry_after_s"] = s.into();
+        }
+        json!({ "error": error })
     }
 }
 
@@ -98,8 +131,11 @@ impl IntoResponse for ApiError {
             _ => tracing::debug!(error = %self, "request refused"),
         }
         let mut response = (status, Json(self.body())).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        if let Some(s) = self.retry_after() {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -127,5 +163,14 @@ mod tests {
         assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(r.headers()[header::RETRY_AFTER], "1");
         assert_eq!(ApiError::UnknownLanguage("x".into()).status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let r = ApiError::RateLimited { user: "u".into(), retry_after_s: 3 }.into_response();
+        assert_eq!(
+            (r.status(), &r.headers()[header::RETRY_AFTER]),
+            (StatusCode::TOO_MANY_REQUESTS, &HeaderValue::from(3))
+        );
+        let e = ApiError::TooManyRuns { user: "u".into(), active: 4, max: 4 };
+        assert_eq!((e.code(), e.body()["error"]["retry_after_s"].as_u64()), ("too_many_runs", Some(1)));
+        let r = ApiError::Unauthorized("no".into()).into_response();
+        assert_eq!(r.headers()[header::WWW_AUTHENTICATE], "Bearer");
     }
 }

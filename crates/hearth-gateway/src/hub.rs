@@ -175,7 +175,13 @@ const FEED_PULL_EXPIRES: Duration = Duration::from_secs(2);
 /// after every reconnect of the gateway's NATS connection (`connects` changes): the server
 /// it used may be gone and the consumer with it, and waiting for heartbeats to say so takes
 /// longer than making a new one.
-pub async fn feed(hub: Arc<Hub>, events: Stream, from: u64, mut connects: watch::Receiver<u64>) {
+pub async fn feed(
+    hub: Arc<Hub>,
+    events: Stream,
+    from: u64,
+    mut connects: watch::Receiver<u64>,
+    latency: Arc<crate::status::Latency>,
+) {
     hub.position.fetch_max(from, Ordering::Relaxed);
     connects.borrow_and_update();
     loop {
@@ -216,6 +222,9 @@ pub async fn feed(hub: Arc<Hub>, events: Stream, from: u64, mut connects: watch:
             };
             let Ok(info) = msg.info() else { continue };
             let seq = info.stream_sequence;
+            if let Some(run_id) = crate::status::result_run_id(&msg.payload) {
+                latency.ended(&run_id);
+            }
             let Some(session) = msg.subject.as_str().strip_prefix("code.out.") else { continue };
             match Event::new(seq, &msg.payload) {
                 Some(ev) => hub.dispatch(session, ev),

@@ -8,6 +8,9 @@
 //!
 //! Layout:
 //! - [`config`]: `GatewayConfig` with explicit defaults.
+//! - [`auth`]: callers (API keys, signed session tokens, dev mode), `POST /v1/sessions`.
+//! - [`access`]: the access file: keys, the token secret, limits tiers.
+//! - [`limits`]: per-user request rate and runs in flight, per tier.
 //! - [`runs`]: `POST /v1/runs`, `GET /v1/runs/{id}`, validation and submission.
 //! - [`ws`]: `GET /v1/ws`: session events out, `run`/`stdin`/`kill` frames in.
 //! - [`hub`]: one feed of every session's events per gateway, fanned out to its sockets.
@@ -37,11 +40,14 @@
 
 #![deny(unsafe_code)]
 
+pub mod access;
+pub mod auth;
 pub mod config;
 pub mod control;
 pub mod error;
 pub mod executors;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod ops;
 pub mod runs;
@@ -68,6 +74,8 @@ pub enum GatewayError {
     Bus(#[from] BusError),
     #[error("serving http: {0}")]
     Serve(std::io::Error),
+    #[error("refusing anonymous access on {0}: dev mode (no API keys) serves loopback only; configure API keys or listen on 127.0.0.1")]
+    AnonymousNotLoopback(std::net::SocketAddr),
     #[error("reading the events stream: {0}")]
     Feed(String),
 }
@@ -78,6 +86,10 @@ pub struct AppState {
     pub config: GatewayConfig,
     pub executors: Arc<executors::Executors>,
     pub metrics: metrics::Metrics,
+    /// Per-user request buckets and runs in flight.
+    pub limiter: limits::Limiter,
+    /// This gateway's id: executors tell it on `hearth.gateway.<id>.done` when its runs end.
+    pub id: String,
     /// The sockets open here by session, fed from one consumer of `EVENTS`.
     pub hub: Arc<hub::Hub>,
     /// Runs this gateway accepted and how long they took (for `/v1/status`).
@@ -93,6 +105,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     let body_limit = state.config.body_limit;
     Router::new()
         .route("/v1/runs", post(runs::create))
+        .route("/v1/sessions", post(auth::create_session))
         .route("/v1/runs/{run_id}", get(runs::get_one))
         .route("/v1/languages", get(ops::languages))
         .route("/v1/ws", get(ws::upgrade))
@@ -117,26 +130,45 @@ pub async fn serve(
     config: GatewayConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    let local = listener.local_addr().map_err(GatewayError::Serve)?;
+    if config.auth.anonymous && !local.ip().is_loopback() {
+        return Err(GatewayError::AnonymousNotLoopback(local));
+    }
     let bus = Bus::connect(&config.nats_url, "hearth-gateway", config.bus.clone()).await?;
     let executors = Arc::new(executors::Executors::new(config.executor_stale));
     let _heartbeats = AbortOnDrop(tokio::spawn(executors::listen(bus.client.clone(), executors.clone())));
     let latency = Arc::new(status::Latency::default());
-    let _results = AbortOnDrop(tokio::spawn(status::listen(bus.client.clone(), latency.clone())));
     // The feed starts after what is stored now; a socket reads anything older itself.
     let from = bus.events.get_info().await.map_err(|e| GatewayError::Feed(e.to_string()))?.state.last_sequence;
     let hub = Arc::new(hub::Hub::new(config.ws_inbox));
-    let _feed = AbortOnDrop(tokio::spawn(hub::feed(hub.clone(), bus.events.clone(), from, bus.connects.clone())));
+    let _feed = AbortOnDrop(tokio::spawn(hub::feed(
+        hub.clone(),
+        bus.events.clone(),
+        from,
+        bus.connects.clone(),
+        latency.clone(),
+    )));
     let (close, closing) = tokio::sync::watch::channel(false);
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let subject = hearth_bus::names::done_subject(&id);
+    let done = bus
+        .client
+        .subscribe(subject.clone())
+        .await
+        .map_err(|e| GatewayError::Bus(BusError::Subscribe { subject, message: e.to_string() }))?;
     let state = Arc::new(AppState {
         bus,
         config,
         executors,
         metrics: metrics::Metrics::default(),
+        limiter: limits::Limiter::default(),
+        id,
         hub,
         latency,
         queue_cache: status::QueueCache::default(),
         closing,
     });
+    let _notices = AbortOnDrop(tokio::spawn(runs::listen_for_ends(state.clone(), done)));
     let shutdown = async move {
         shutdown.await;
         let _ = close.send(true);

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub http: [AtomicU64; 4],
     pub runs_accepted: AtomicU64,
     pub runs_rejected_full: AtomicU64,
+    /// Runs and requests turned away by per-user limits (429).
+    pub runs_rejected_limits: AtomicU64,
     pub runs_waited: AtomicU64,
     pub ws_open: AtomicI64,
     pub ws_events_sent: AtomicU64,
@@ -85,8 +87,11 @@ pub fn render(m: &Metrics, hub: &Hub, ex: Totals, nats_connected: bool, queue: O
     metric(
         "hearth_runs_rejected_total",
         "counter",
-        "Runs refused because the queue was full.",
-        &[("{reason=\"queue_full\"}", get(&m.runs_rejected_full))],
+        "Runs refused: the queue was full, or a user was over its limits (requests included).",
+        &[
+            ("{reason=\"queue_full\"}", get(&m.runs_rejected_full)),
+            ("{reason=\"user_limits\"}", get(&m.runs_rejected_limits)),
+        ],
     );
     metric(
         "hearth_runs_waited_total",

@@ -8,6 +8,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::json;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::metrics;
 use crate::AppState;
@@ -48,11 +49,12 @@ async fn queue(state: &AppState) -> Option<metrics::Queue> {
     }
 }
 
-/// Prometheus text.
-pub async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+/// Prometheus text (API key holders only, when keys are configured).
+pub async fn metrics(State(state): State<Arc<AppState>>, caller: Caller) -> Result<impl IntoResponse, ApiError> {
+    caller.require_server()?;
     let queue = queue(&state).await;
     let text = metrics::render(&state.metrics, &state.hub, state.executors.totals(), nats_connected(&state), queue);
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+    Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text))
 }
 
 /// The languages the executors online really offer.

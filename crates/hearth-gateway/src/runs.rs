@@ -5,7 +5,7 @@
 
 use std::error::Error as _;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use async_nats::jetstream::context::PublishErrorKind;
 use axum::body::Body;
@@ -16,6 +16,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt;
+use hearth_bus::control::Done;
 use hearth_bus::event::{self, EventHead};
 use hearth_bus::{names, retry, Job};
 use hearth_proto::api::{Encoding, RunRequest, RunResult, Timing};
@@ -23,7 +24,9 @@ use hearth_proto::{ids, Limits, Status};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::limits::{Over, Tier};
 use crate::metrics::Metrics;
 use crate::AppState;
 
@@ -155,15 +158,91 @@ fn is_queue_full(e: &async_nats::jetstream::context::PublishError) -> bool {
         && (text.contains("maximum messages") || text.contains("maximum bytes") || text.contains("resource limits"))
 }
 
+/// Takes one request of `user` from its bucket (429 `rate_limited` when spent).
+pub fn hit(state: &AppState, user: &str, tier: &Tier) -> Result<(), ApiError> {
+    match state.limiter.hit(user, tier, Instant::now()) {
+        Ok(()) => Ok(()),
+        Err(Over::Rate { retry_after_s }) => {
+            Metrics::inc(&state.metrics.runs_rejected_limits);
+            Err(ApiError::RateLimited { user: user.to_string(), retry_after_s })
+        }
+        Err(Over::Runs { .. }) => unreachable!("a bucket says only Rate"),
+    }
+}
+
+/// Counts `run_id` as in flight for `user` (429 `too_many_runs` at the tier's cap). At the
+/// cap, runs counted for a while are looked up first: an end this gateway was not told of
+/// frees its place.
+async fn reserve(state: &AppState, user: &str, run_id: &str, tier: &Tier) -> Result<(), ApiError> {
+    for attempt in 0..2 {
+        let Err(over) = state.limiter.reserve(user, run_id, tier, Instant::now()) else { return Ok(()) };
+        let Over::Runs { active, max, stale } = over else { unreachable!("reserve says only Runs") };
+        if attempt == 1 || stale.is_empty() {
+            Metrics::inc(&state.metrics.runs_rejected_limits);
+            return Err(ApiError::TooManyRuns { user: user.to_string(), active, max });
+        }
+        for id in stale.iter().take(16) {
+            let ended = match state.bus.results.get(id).await {
+                Ok(None) => true,
+                Ok(Some(bytes)) => {
+                    serde_json::from_slice::<RunResult>(&bytes).map_or(true, |r| r.status.is_some_and(Status::is_final))
+                }
+                Err(_) => false,
+            };
+            if ended {
+                state.limiter.release(user, id);
+            }
+        }
+    }
+    unreachable!("the second attempt returns")
+}
+
+/// Accepts a run from `caller`: makes it the caller's (a session token's user and
+/// session), validates it, applies the user's limits (request rate, runs in flight, the
+/// tier's caps on the run's limits) and queues it.
+pub async fn accept(state: &AppState, caller: &Caller, mut req: RunRequest) -> Result<Accepted, ApiError> {
+    caller.own_run(&mut req)?;
+    validate(state, &req)?;
+    let tier = state.config.tiers.get(caller.tier());
+    if !matches!(caller, Caller::Session(_)) {
+        // A session token's requests are counted as they come in, whatever they are.
+        hit(state, &req.user_id, tier)?;
+    }
+    let run_id = uuid::Uuid::now_v7().to_string();
+    let user = req.user_id.clone();
+    reserve(state, &user, &run_id, tier).await?;
+    let capped = tier.max_limits != hearth_proto::LimitsRequest::default();
+    let max = capped.then(|| tier.cap(&state.config.limits_max));
+    let submitted = submit(state, req, run_id.clone(), max).await;
+    if submitted.is_err() {
+        state.limiter.release(&user, &run_id);
+    }
+    submitted
+}
+
+/// Releases the runs executors say have ended (on this gateway's `done` subject).
+pub async fn listen_for_ends(state: Arc<AppState>, mut notices: async_nats::Subscriber) {
+    while let Some(m) = notices.next().await {
+        if let Ok(done) = serde_json::from_slice::<Done>(&m.payload) {
+            state.limiter.release(&done.user_id, &done.run_id);
+        }
+    }
+}
+
 /// Queues a validated run: `queued` event and stored state first (so the session never sees
 /// `running` before `queued`), then the confirmed publish to `RUNS`.
-pub async fn submit(state: &AppState, req: RunRequest) -> Result<Accepted, ApiError> {
+async fn submit(
+    state: &AppState,
+    req: RunRequest,
+    run_id: String,
+    limits_max: Option<Limits>,
+) -> Result<Accepted, ApiError> {
     let received_us = Timing::now_us();
     let started = std::time::Instant::now();
-    let run_id = uuid::Uuid::now_v7().to_string();
     let accepted = Accepted { run_id: run_id.clone(), session_id: req.session_id.clone() };
     let (lang, user_id) = (req.lang.clone(), req.user_id.clone());
-    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms(), received_us, notify: None };
+    let notify = Some(names::done_subject(&state.id));
+    let job = Job { run_id: run_id.clone(), request: req, accepted_ms: now_ms(), received_us, notify, limits_max };
     let payload = serde_json::to_vec(&job).map_err(|e| ApiError::Internal(format!("encoding a job: {e}")))?;
     if payload.len() > state.bus.max_payload() {
         return Err(ApiError::TooLarge(format!(
@@ -240,6 +319,7 @@ fn wait_bound(state: &AppState, req: &RunRequest) -> Duration {
 /// `POST /v1/runs[?wait=true]`.
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     query: Result<Query<RunQuery>, QueryRejection>,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -249,12 +329,13 @@ pub async fn create(
         Some("true" | "1") => true,
         Some(other) => return Err(ApiError::BadRequest(format!("wait must be true or false, not {other:?}"))),
     };
-    let req = parse_body(&read_body(body, state.config.body_limit).await?)?;
-    validate(&state, &req)?;
+    let mut req = parse_body(&read_body(body, state.config.body_limit).await?)?;
     if !wait {
-        let accepted = submit(&state, req).await?;
+        let accepted = accept(&state, &caller, req).await?;
         return Ok((StatusCode::ACCEPTED, Json(accepted.body(Status::Queued))).into_response());
     }
+    caller.own_run(&mut req)?;
+    validate(&state, &req)?;
     let bound = wait_bound(&state, &req);
     let mut events = state
         .bus
@@ -262,7 +343,8 @@ pub async fn create(
         .subscribe(names::events_subject(&req.session_id))
         .await
         .map_err(|e| unavailable("subscribing to the session", e))?;
-    let accepted = submit(&state, req).await?;
+    let user = req.user_id.clone();
+    let accepted = accept(&state, &caller, req).await?;
     let mut closing = state.closing.clone();
     let stopping = async move {
         let _ = closing.wait_for(|c| *c).await.map(|_| ());
@@ -285,33 +367,43 @@ pub async fn create(
     Metrics::inc(&state.metrics.runs_waited);
     match waited {
         Ok(Some(payload)) => match serde_json::from_slice::<RunResult>(&payload) {
-            Ok(result) => Ok(Json(result).into_response()),
+            Ok(result) => {
+                state.limiter.release(&user, &accepted.run_id);
+                Ok(Json(result).into_response())
+            }
             Err(e) => Err(ApiError::Internal(format!("a result event did not parse: {e}"))),
         },
         // Timed out, the subscription ended, or the gateway is stopping: what is stored now.
-        _ => stored_result(&state, &accepted.run_id).await,
+        _ => stored_result(&state, &caller, &accepted.run_id).await,
     }
 }
 
 /// The stored result (final, or the current state) of `run_id`: 200 when final, 202 while
-/// it is queued or running.
-async fn stored_result(state: &AppState, run_id: &str) -> Result<Response, ApiError> {
+/// it is queued or running. A run `caller` may not read is answered like an unknown one.
+async fn stored_result(state: &AppState, caller: &Caller, run_id: &str) -> Result<Response, ApiError> {
+    let unknown = || ApiError::NotFound(format!("no run {run_id} (results are kept for a while only)"));
     let stored = state.bus.results.get(run_id).await.map_err(|e| unavailable("reading the result store", e))?;
-    let Some(bytes) = stored else {
-        return Err(ApiError::NotFound(format!("no run {run_id} (results are kept for a while only)")));
-    };
+    let bytes = stored.ok_or_else(unknown)?;
     let result: RunResult = serde_json::from_slice(&bytes)
         .map_err(|e| ApiError::Internal(format!("a stored result did not parse: {e}")))?;
-    let status = if result.status.is_some_and(Status::is_final) { StatusCode::OK } else { StatusCode::ACCEPTED };
+    if !caller.may_read(&result) {
+        return Err(unknown());
+    }
+    let done = result.status.is_some_and(Status::is_final);
+    if done {
+        state.limiter.release(&result.user_id, run_id);
+    }
+    let status = if done { StatusCode::OK } else { StatusCode::ACCEPTED };
     Ok((status, [(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 /// `GET /v1/runs/{run_id}`.
 pub async fn get_one(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     run_id: Result<Path<String>, PathRejection>,
 ) -> Result<Response, ApiError> {
     let Path(run_id) = run_id.map_err(|r| ApiError::BadRequest(r.body_text()))?;
     ids::validate("run_id", &run_id)?;
-    stored_result(&state, &run_id).await
+    stored_result(&state, &caller, &run_id).await
 }

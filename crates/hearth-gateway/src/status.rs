@@ -3,12 +3,12 @@
 //! saw.
 //!
 //! Latency is from the moment this gateway accepted a run (before its `queued` event) to the
-//! moment it sees the run's `result` event: what a client of this gateway waits, queueing,
-//! compiling and the program's own time included. The gateway learns of results from one
-//! core-NATS subscription to every session's events (`code.out.>`), looking only at events
-//! that start with `{"type":"result"` (how `hearth_bus::event::result` encodes them; a test
-//! holds that). It keeps the last [`KEEP`] latencies no older than [`WINDOW`]; runs it
-//! accepted and never saw end are forgotten after [`PENDING_MAX_AGE`].
+//! moment its session feed ([`crate::hub`], which reads every session's events once for all
+//! its sockets) passes the run's `result` event: what a client of this gateway waits,
+//! queueing, compiling and the program's own time included. Only events that start with
+//! `{"type":"result"` are parsed (how `hearth_bus::event::result` encodes them; a test holds
+//! that). It keeps the last [`KEEP`] latencies no older than [`WINDOW`]; runs it accepted and
+//! never saw end are forgotten after [`PENDING_MAX_AGE`].
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::Json;
-use futures_util::StreamExt;
 use hearth_bus::event::EventHead;
 use hearth_bus::names;
 use serde::Serialize;
@@ -120,22 +119,6 @@ pub fn result_run_id(payload: &[u8]) -> Option<String> {
         return None;
     }
     serde_json::from_slice::<EventHead>(payload).ok().map(|h| h.run_id)
-}
-
-/// Ends runs in `latency` as their result events pass, until the subscription ends.
-pub async fn listen(client: async_nats::Client, latency: Arc<Latency>) {
-    let mut sub = match client.subscribe(names::EVENTS_WILDCARD).await {
-        Ok(sub) => sub,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot subscribe to session events: no latency on /v1/status");
-            return;
-        }
-    };
-    while let Some(msg) = sub.next().await {
-        if let Some(run_id) = result_run_id(&msg.payload) {
-            latency.ended(&run_id);
-        }
-    }
 }
 
 /// The `RUNS` queue as NATS counts it.

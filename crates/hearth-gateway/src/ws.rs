@@ -20,6 +20,7 @@ use hearth_proto::{ids, Status};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::auth::Caller;
 use crate::control::{self, Asker};
 use crate::error::ApiError;
 use crate::hub::{catch_up, Event};
@@ -58,11 +59,12 @@ pub struct WsQuery {
 /// Validates the session, checks that its events can be read, then upgrades.
 pub async fn upgrade(
     State(state): State<Arc<AppState>>,
+    caller: Caller,
     query: Result<Query<WsQuery>, QueryRejection>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let Query(query) = query.map_err(|r| ApiError::BadRequest(r.body_text()))?;
-    let session_id = query.session_id.ok_or_else(|| ApiError::BadRequest("session_id is required".into()))?;
+    let session_id = caller.ws_session(query.session_id)?;
     ids::validate("session_id", &session_id)?;
     let ws = ws.map_err(|r| ApiError::BadRequest(format!("not a websocket upgrade: {}", r.body_text())))?;
     if state.bus.client.connection_state() != async_nats::connection::State::Connected {
@@ -71,7 +73,7 @@ pub async fn upgrade(
     Ok(ws
         .max_message_size(state.config.body_limit)
         .read_buffer_size(READ_BUFFER)
-        .on_upgrade(move |socket| session(socket, state, session_id, query.since.unwrap_or(0))))
+        .on_upgrade(move |socket| session(socket, state, Asker::new(session_id, caller), query.since.unwrap_or(0))))
 }
 
 /// Counts an open socket while it lives.
@@ -84,7 +86,9 @@ impl Drop for Open<'_> {
 }
 
 fn error_frame(e: &ApiError) -> String {
-    json!({"type": "error", "error": {"code": e.code(), "message": e.public_message()}}).to_string()
+    let mut body = e.body();
+    body["type"] = "error".into();
+    body.to_string()
 }
 
 /// Notes what the socket's asker needs of an event going out: runs it remembers end with
@@ -98,8 +102,16 @@ fn seen(asker: &mut Asker, ev: &Event) {
     }
 }
 
-/// One socket: events of `session_id` after `since` out, client frames in.
-async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, since: u64) {
+/// How long until `caller`'s credentials expire (a session token's lifetime).
+fn expiry(caller: &Caller) -> Option<std::time::Duration> {
+    let Caller::Session(c) = caller else { return None };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    Some(std::time::Duration::from_secs(c.exp).saturating_sub(now))
+}
+
+/// One socket: events of the asker's session after `since` out, client frames in.
+async fn session(socket: WebSocket, state: Arc<AppState>, mut asker: Asker, since: u64) {
+    let session_id = asker.session_id.clone();
     state.metrics.ws_open.fetch_add(1, Ordering::Relaxed);
     let _open = Open(&state.metrics.ws_open);
     // Subscribed before the history is read: whatever is stored after the read is pushed.
@@ -108,8 +120,15 @@ async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, si
     let sent = &state.metrics.ws_events_sent;
     let mut last = since;
     let mut behind = true;
-    let mut asker = Asker::new(session_id.clone(), None);
     let mut closing = state.closing.clone();
+    let expires = expiry(&asker.caller);
+    let expired = async {
+        match expires {
+            Some(left) => tokio::time::sleep(left).await,
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(expired);
     loop {
         if behind {
             behind = false;
@@ -131,6 +150,13 @@ async fn session(socket: WebSocket, state: Arc<AppState>, session_id: String, si
                 // the balancer) with `since=` and misses nothing.
                 let frame = CloseFrame { code: close_code::RESTART, reason: "service restart".into() };
                 let _ = out.send(Message::Close(Some(frame))).await;
+                break;
+            }
+            _ = &mut expired => {
+                // A socket lives no longer than the token that opened it.
+                let e = ApiError::Unauthorized("the session token expired: open a new socket with a new token".into());
+                let _ = out.send(Message::Text(error_frame(&e).into())).await;
+                let _ = out.send(Message::Close(None)).await;
                 break;
             }
             ev = subscription.inbox.recv() => {
@@ -184,6 +210,10 @@ fn frame_of<T: serde::de::DeserializeOwned>(kind: &str, frame: serde_json::Value
 }
 
 async fn client_frame_inner(state: &AppState, asker: &mut Asker, text: &str) -> Result<serde_json::Value, ApiError> {
+    if let Caller::Session(c) = &asker.caller {
+        // A token holder's frames count against its user's request rate, like requests.
+        runs::hit(state, &c.u, state.config.tiers.get(&c.t))?;
+    }
     let session_id = asker.session_id.clone();
     let mut frame: serde_json::Value =
         serde_json::from_str(text).map_err(|e| ApiError::BadRequest(format!("frame is not JSON: {e}")))?;
@@ -196,8 +226,7 @@ async fn client_frame_inner(state: &AppState, asker: &mut Asker, text: &str) -> 
             if req.session_id != session_id {
                 return Err(ApiError::BadRequest("a run frame's session_id must be the socket's".into()));
             }
-            runs::validate(state, &req)?;
-            let accepted = runs::submit(state, req).await?;
+            let accepted = runs::accept(state, &asker.caller, req).await?;
             let mut body = accepted.body(Status::Queued);
             body["type"] = "accepted".into();
             Ok(body)

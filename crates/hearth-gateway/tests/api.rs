@@ -136,7 +136,9 @@ async fn results_are_stored_and_files_and_args_reach_the_program() -> anyhow::Re
     assert!(steps.iter().all(|&s| s > 0), "{t:?}");
     assert!(steps.windows(2).all(|w| w[0] <= w[1]), "steps in order: {t:?}");
     assert!(t.started_us <= t.exited_us && t.exited_us <= t.published_us, "{t:?}");
-    assert!(t.program_us > 0 && t.program_us <= t.exited_us - t.started_us, "{t:?}");
+    // program_us is the agent's clock (fork to exit) and the stamps are the host's (frames
+    // received), so neither bounds the other exactly: a frame's trip can go either way.
+    assert!(t.program_us > 0, "{t:?}");
 
     // A compiled multi-file project whose entry is not the first file.
     let project = json!({

@@ -92,7 +92,12 @@ async fn every_language_runs_its_program_end_to_end() -> anyhow::Result<()> {
 
 /// Posts one program as a user would: `code`, or `files` with an `entry`.
 async fn run(stack: &Stack, i: usize, prog: &programs::Program) -> anyhow::Result<RunResult> {
-    let mut body = json!({"user_id": "u1", "session_id": format!("lang-{i}"), "lang": prog.lang, "stdin": prog.stdin});
+    // A generous wall clock: on a loaded 2-core CI host a slow starter (R, the JVM) can take
+    // seconds; this test is about each language working, the limits have their own tests.
+    let mut body = json!({
+        "user_id": "u1", "session_id": format!("lang-{i}"), "lang": prog.lang, "stdin": prog.stdin,
+        "limits": {"wall_ms": 30_000},
+    });
     match &prog.code {
         Some(code) => body["code"] = code.as_str().into(),
         None => {

@@ -30,7 +30,11 @@ pub struct FileInput {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
+    /// Required, but may be left out by a session token holder (the token's is taken).
+    #[serde(default)]
     pub user_id: String,
+    /// Required, but may be left out by a session token holder or on a WebSocket.
+    #[serde(default)]
     pub session_id: String,
     pub lang: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]

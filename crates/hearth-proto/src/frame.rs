@@ -125,6 +125,13 @@ pub struct AgentResult {
     pub compile: Option<CompileResult>,
     /// Why the run could not start, when it could not (bad file name, exec failure).
     pub message: Option<String>,
+    /// OOM kills in the run's own cgroup, where the agent owns one (inside a VM, where the
+    /// host cannot see the guest's cgroups); 0 otherwise. The host judges from it.
+    #[serde(default)]
+    pub oom_kills: u64,
+    /// Peak memory of that cgroup in KiB (0 where the agent owns none).
+    #[serde(default)]
+    pub cgroup_peak_kb: u64,
 }
 
 /// What the agent says once it can take a run.
@@ -397,6 +404,8 @@ mod tests {
             truncated: false,
             compile: None,
             message: None,
+            oom_kills: 1,
+            cgroup_peak_kb: 4,
         })));
     }
 

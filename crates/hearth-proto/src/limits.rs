@@ -71,6 +71,20 @@ impl Limits {
     }
 }
 
+impl Limits {
+    /// Each field the lower of `self`'s and `other`'s.
+    pub fn lower(&self, other: &Limits) -> Limits {
+        Limits {
+            wall_ms: self.wall_ms.min(other.wall_ms),
+            cpu_ms: self.cpu_ms.min(other.cpu_ms),
+            memory_mb: self.memory_mb.min(other.memory_mb),
+            pids: self.pids.min(other.pids),
+            output_bytes: self.output_bytes.min(other.output_bytes),
+            file_bytes: self.file_bytes.min(other.file_bytes),
+        }
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits::DEFAULT

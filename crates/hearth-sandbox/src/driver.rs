@@ -9,4 +9,9 @@ pub trait Driver: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     /// Creates a sandbox whose agent has said Ready.
     fn create(&self) -> BoxFuture<'_, Result<Sandbox, SandboxError>>;
+    /// How long an idle sandbox may take to answer a health check (an emulated guest on a
+    /// busy host is slow to answer, and must not be replaced for it).
+    fn ping_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(1)
+    }
 }

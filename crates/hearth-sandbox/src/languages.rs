@@ -67,6 +67,9 @@ struct Def {
     prestart: Option<Vec<String>>,
     loader: Option<String>,
     version: Vec<String>,
+    /// Debian packages that provide the language (for guest images).
+    #[serde(default)]
+    packages: Vec<String>,
     #[serde(default)]
     env: BTreeMap<String, String>,
     /// Binaries the steps need besides their first words (e.g. what an `sh -c` step calls).
@@ -160,18 +163,48 @@ pub struct Languages {
     list: Vec<Language>,
 }
 
-fn resolve_binary(word: &str, dirs: &[&Path]) -> Option<String> {
-    if word.starts_with('/') || word.starts_with("./") {
-        return Some(word.to_string());
-    }
-    dirs.iter().map(|d| d.join(word)).find(|p| p.is_file()).map(|p| p.display().to_string())
+/// Where the runtimes of a set of languages live: this host (the process driver), or a
+/// guest image (the VM drivers), whose binaries and versions were recorded when it was built.
+pub trait Runtimes: Sync {
+    /// The absolute path `word` runs as (a word that is already a path stays as it is), if
+    /// it exists.
+    fn find(&self, word: &str) -> Option<String>;
+    /// The version the runtime reports for `argv` (an absolute path first).
+    fn version(&self, argv: &[String]) -> String;
 }
 
-fn resolve_argv(argv: &[String], dirs: &[&Path]) -> Option<Vec<String>> {
+/// The runtimes of this host, looked up in `dirs`.
+pub struct HostRuntimes<'a> {
+    pub dirs: &'a [&'a Path],
+}
+
+impl Runtimes for HostRuntimes<'_> {
+    fn find(&self, word: &str) -> Option<String> {
+        if word.starts_with('/') || word.starts_with("./") {
+            return Some(word.to_string());
+        }
+        self.dirs.iter().map(|d| d.join(word)).find(|p| p.is_file()).map(|p| p.display().to_string())
+    }
+
+    fn version(&self, argv: &[String]) -> String {
+        probe_version(argv)
+    }
+}
+
+fn resolve_binary(word: &str, rt: &dyn Runtimes) -> Option<String> {
+    rt.find(word)
+}
+
+fn resolve_argv(argv: &[String], rt: &dyn Runtimes) -> Option<Vec<String>> {
     let (first, rest) = argv.split_first()?;
-    let mut out = vec![resolve_binary(first, dirs)?];
+    let mut out = vec![resolve_binary(first, rt)?];
     out.extend(rest.iter().cloned());
     Some(out)
+}
+
+/// The version in what a version command printed (stdout then stderr).
+pub fn version_from_output(text: &str) -> String {
+    version_number(text).unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_string())
 }
 
 /// The first `digits.digits...` run in the first line of a version banner, wherever it
@@ -198,30 +231,51 @@ fn version_number(banner: &str) -> Option<String> {
 fn probe_version(argv: &[String]) -> String {
     let out = std::process::Command::new(&argv[0]).args(&argv[1..]).env_clear().env("LANG", "C.UTF-8").output();
     match out {
-        Ok(o) => {
-            let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
-            version_number(&text).unwrap_or_else(|| text.lines().next().unwrap_or("").trim().to_string())
-        }
+        Ok(o) => version_from_output(&format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )),
         Err(_) => "unknown".into(),
     }
 }
 
 impl Languages {
     /// The embedded languages that exist on this host.
+    /// (Versions come from the host's cache while the runtimes are unchanged: [`crate::versions`].)
     pub fn detect() -> Result<Languages, LanguageError> {
-        let dirs: Vec<&Path> = SEARCH_DIRS.iter().map(Path::new).collect();
-        Languages::from_toml(DEFAULT_LANGUAGES, &dirs)
+        Languages::on_host(DEFAULT_LANGUAGES)
     }
 
     /// Languages from a file of `languages.toml`'s shape.
     pub fn from_file(path: &Path) -> Result<Languages, LanguageError> {
         let text = std::fs::read_to_string(path).map_err(|source| LanguageError::Read { path: path.into(), source })?;
+        Languages::on_host(&text)
+    }
+
+    /// `text`'s languages found in the host's search directories, versions cached.
+    fn on_host(text: &str) -> Result<Languages, LanguageError> {
         let dirs: Vec<&Path> = SEARCH_DIRS.iter().map(Path::new).collect();
-        Languages::from_toml(&text, &dirs)
+        let host = HostRuntimes { dirs: &dirs };
+        let cached = crate::versions::CachedVersions::open(&host, &crate::versions::default_dir());
+        let languages = Languages::from_toml_with(text, &cached)?;
+        cached.save();
+        Ok(languages)
     }
 
     /// Parses `text` and keeps the languages whose binaries exist in `dirs`.
     pub fn from_toml(text: &str, dirs: &[&Path]) -> Result<Languages, LanguageError> {
+        Languages::from_toml_with(text, &HostRuntimes { dirs })
+    }
+
+    /// The Debian packages of every language in `text`, by id, whether present or not.
+    pub fn packages(text: &str) -> Result<Vec<(String, Vec<String>)>, LanguageError> {
+        let file: File = toml::from_str(text)?;
+        Ok(file.language.into_iter().map(|d| (d.id, d.packages)).collect())
+    }
+
+    /// Parses `text` and keeps the languages whose binaries `rt` has.
+    pub fn from_toml_with(text: &str, rt: &dyn Runtimes) -> Result<Languages, LanguageError> {
         let file: File = toml::from_str(text)?;
         let mut list = Vec::new();
         let mut version_cmds = Vec::new();
@@ -233,18 +287,17 @@ impl Languages {
                 });
             }
             let compile = match &def.compile {
-                Some(c) => match resolve_argv(c, dirs) {
+                Some(c) => match resolve_argv(c, rt) {
                     Some(c) => Some(c),
                     None => continue,
                 },
                 None => None,
             };
-            let (Some(run), Some(version_cmd)) = (resolve_argv(&def.run, dirs), resolve_argv(&def.version, dirs))
-            else {
+            let (Some(run), Some(version_cmd)) = (resolve_argv(&def.run, rt), resolve_argv(&def.version, rt)) else {
                 tracing::debug!(language = %def.id, "runtime not found; not offered");
                 continue;
             };
-            if let Some(missing) = def.requires.iter().find(|b| resolve_binary(b, dirs).is_none()) {
+            if let Some(missing) = def.requires.iter().find(|b| resolve_binary(b, rt).is_none()) {
                 tracing::debug!(language = %def.id, %missing, "needed binary not found; not offered");
                 continue;
             }
@@ -253,7 +306,7 @@ impl Languages {
                     let text = LOADERS.iter().find(|(n, _)| n == name).map(|(_, t)| *t).ok_or_else(|| {
                         LanguageError::Invalid { id: def.id.clone(), why: format!("unknown loader {name:?}") }
                     })?;
-                    resolve_argv(argv, dirs).map(|a| a.iter().map(|w| w.replace("{loader}", text)).collect())
+                    resolve_argv(argv, rt).map(|a| a.iter().map(|w| w.replace("{loader}", text)).collect())
                 }
                 (None, None) => None,
                 _ => return Err(LanguageError::Invalid { id: def.id, why: "prestart and loader go together".into() }),
@@ -284,7 +337,7 @@ impl Languages {
         }
         // Each probe starts a runtime (a JVM takes a few hundred ms): all at once, not in turn.
         std::thread::scope(|s| {
-            let probes: Vec<_> = version_cmds.iter().map(|c| s.spawn(move || probe_version(c))).collect();
+            let probes: Vec<_> = version_cmds.iter().map(|c| s.spawn(move || rt.version(c))).collect();
             for (lang, probe) in list.iter_mut().zip(probes) {
                 lang.version = probe.join().unwrap_or_else(|_| "unknown".into());
             }

@@ -182,7 +182,8 @@ impl ProcessDriver {
             why: format!("all {} sandbox ids of this executor are in use", self.config.id_block_pairs),
         })?;
         let cgroup = self.cgroups.create(&id)?;
-        cgroup.set_limits(&limits_for(&Limits::DEFAULT, self.config.cpus))?;
+        let applied = limits_for(&Limits::DEFAULT, self.config.cpus);
+        cgroup.set_limits(&applied)?;
         let spec = JailSpec {
             host_id_base: ids.host_base(),
             cgroup_procs: cgroup.procs_files().iter().map(|p| p.display().to_string()).collect(),
@@ -216,8 +217,13 @@ impl ProcessDriver {
         };
         log_agent_stderr(id.clone(), stderr);
         let conn = AgentConn::new(id.clone(), Box::new(stdout), Box::new(stdin));
-        let backend =
-            ProcessBackend { child: Some(child), cgroup: Some(cgroup), cpus: self.config.cpus, ids: Some(ids) };
+        let backend = ProcessBackend {
+            child: Some(child),
+            cgroup: Some(cgroup),
+            cpus: self.config.cpus,
+            ids: Some(ids),
+            applied: Some(applied),
+        };
         let mut sandbox = Sandbox::new(id, conn, Box::new(backend));
         match sandbox.wait_ready(self.config.ready_timeout).await {
             Ok(_) => Ok(sandbox),
@@ -260,6 +266,9 @@ struct ProcessBackend {
     cpus: f64,
     /// Given back only once every process of the sandbox is gone.
     ids: Option<IdLease>,
+    /// The limits the cgroup holds now: a run with the same ones writes nothing (five
+    /// cgroup files fewer on the path of a run with default limits).
+    applied: Option<CgroupLimits>,
 }
 
 impl ProcessBackend {
@@ -270,7 +279,13 @@ impl ProcessBackend {
 
 impl Backend for ProcessBackend {
     fn prepare(&mut self, limits: &Limits) -> Result<(), SandboxError> {
-        Ok(self.cgroup().set_limits(&limits_for(limits, self.cpus))?)
+        let wanted = limits_for(limits, self.cpus);
+        if self.applied != Some(wanted) {
+            self.applied = None;
+            self.cgroup().set_limits(&wanted)?;
+            self.applied = Some(wanted);
+        }
+        Ok(())
     }
 
     fn oom_kills(&self) -> u64 {

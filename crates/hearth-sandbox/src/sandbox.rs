@@ -32,6 +32,26 @@ pub trait Backend: Send {
     fn alive(&mut self) -> bool;
     /// Kills everything and removes every trace (processes, cgroups, files).
     fn destroy(self: Box<Self>) -> BoxFuture<'static, Result<(), SandboxError>>;
+    /// How long past a run's own limits the host waits for the agent's result before it
+    /// calls the sandbox hung (an emulated guest needs longer to wind a run down).
+    fn grace(&self) -> Duration {
+        GRACE
+    }
+    /// How much slower than the host's the sandbox's CPU is (an emulated guest): a run's wall
+    /// and CPU limits are multiplied by it, so a verdict means the same amount of work.
+    fn time_scale(&self) -> u64 {
+        1
+    }
+}
+
+/// `job` with its wall and CPU limits multiplied by `scale`.
+fn scaled(job: &AgentRun, scale: u64) -> AgentRun {
+    let mut job = job.clone();
+    for limits in job.compile.iter_mut().map(|c| &mut c.limits).chain([&mut job.run.limits]) {
+        limits.wall_ms = limits.wall_ms.saturating_mul(scale);
+        limits.cpu_ms = limits.cpu_ms.saturating_mul(scale);
+    }
+    job
 }
 
 /// Something the run's owner asks for while it runs.
@@ -150,13 +170,22 @@ impl Sandbox {
         events: Option<mpsc::Sender<RunEvent>>,
         mut control: Option<mpsc::Receiver<Control>>,
     ) -> Result<RunOutcome, SandboxError> {
+        let scale = self.backend.time_scale();
+        let scaled_job;
+        let job = if scale > 1 {
+            scaled_job = scaled(job, scale);
+            &scaled_job
+        } else {
+            job
+        };
         // The agent hands the program to a prepared interpreter exactly when this holds.
         let prepared = self.prepared && job.warm_argv.is_some() && job.compile.is_none();
         let first = job.compile.as_ref().map(|c| c.limits).unwrap_or(job.run.limits);
         self.backend.prepare(&first)?;
         self.conn.send(&HostFrame::Run(Box::new(job.clone()))).await?;
         let compile_ms = job.compile.as_ref().map_or(0, |c| c.limits.wall_ms);
-        let mut deadline = Instant::now() + Duration::from_millis(compile_ms + job.run.limits.wall_ms) + GRACE;
+        let grace = self.backend.grace();
+        let mut deadline = Instant::now() + Duration::from_millis(compile_ms + job.run.limits.wall_ms) + grace;
         let cap = job.run.limits.output_bytes as usize;
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         let mut started_at = None;
@@ -182,7 +211,7 @@ impl Sandbox {
                         if job.compile.is_some() {
                             self.backend.prepare(&job.run.limits)?;
                         }
-                        deadline = Instant::now() + Duration::from_millis(job.run.limits.wall_ms) + GRACE;
+                        deadline = Instant::now() + Duration::from_millis(job.run.limits.wall_ms) + grace;
                         if let Some(tx) = &events {
                             let _ = tx.send(RunEvent::Started).await;
                         }
@@ -210,19 +239,21 @@ impl Sandbox {
                     None => control = None,
                 },
                 _ = sleep_until(deadline.into()) => {
-                    return Err(SandboxError::Hung { id: self.id.clone(), waited: GRACE });
+                    return Err(SandboxError::Hung { id: self.id.clone(), waited: grace });
                 }
             }
         }
     }
 
     /// Adds what only the host can see to the agent's report: an OOM kill in the sandbox's
-    /// cgroup turns a death by signal or a failure into `memory_limit`.
+    /// cgroup (or, in a VM, in the guest's run cgroup, as the agent reports it) turns a death
+    /// by signal or a failure into `memory_limit`.
     fn judge(&self, mut r: AgentResult) -> AgentResult {
-        let oom = self.backend.oom_kills() > 0;
+        // The host's cgroup (process driver) or the agent's own in the guest (VM drivers).
+        let oom = self.backend.oom_kills() + r.oom_kills > 0;
         if oom && matches!(r.status, Status::Signaled | Status::RuntimeError | Status::CpuLimit) {
             r.status = Status::MemoryLimit;
-            r.memory_kb = r.memory_kb.max(self.backend.peak_kb());
+            r.memory_kb = r.memory_kb.max(self.backend.peak_kb()).max(r.cgroup_peak_kb);
         }
         if oom && r.status == Status::CompileError {
             r.message.get_or_insert_with(|| "the compiler ran out of memory".into());
@@ -258,5 +289,34 @@ impl RunOutcome {
         let compile_output = r.compile.as_ref().map(|c| c.output.as_slice()).unwrap_or_default();
         out.set_outputs(&self.stdout, &self.stderr, compile_output);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hearth_proto::frame::Step;
+
+    #[test]
+    fn scaling_multiplies_only_time_limits_of_both_steps() {
+        let step = |wall_ms, cpu_ms| Step {
+            argv: vec!["/bin/true".into()],
+            limits: Limits { wall_ms, cpu_ms, ..Limits::DEFAULT },
+        };
+        let job = AgentRun {
+            files: Vec::new(),
+            compile: Some(step(20_000, 15_000)),
+            run: step(1_000, 500),
+            env: Vec::new(),
+            stdin: Vec::new(),
+            keep_stdin_open: false,
+            warm_argv: None,
+        };
+        let s = scaled(&job, 4);
+        assert_eq!((s.run.limits.wall_ms, s.run.limits.cpu_ms), (4_000, 2_000));
+        let c = s.compile.unwrap().limits;
+        assert_eq!((c.wall_ms, c.cpu_ms), (80_000, 60_000));
+        assert_eq!(s.run.limits.memory_mb, Limits::DEFAULT.memory_mb);
+        assert_eq!(scaled(&job, 1), job);
     }
 }

@@ -103,18 +103,20 @@ time.sleep(100)
     assert!(r.stdout.starts_with("stopped after"), "{r:?}");
     let n: usize = r.stdout.split_whitespace().nth(2).unwrap().parse().unwrap();
     assert!(n < 16, "{n} children with a limit of 16 processes");
-    assert!(elapsed < 6000, "{elapsed} ms");
+    // Only a hang breaks this bound (the wall limit is 1.5 s; a loaded CI host is slow).
+    assert!(elapsed < 30_000, "{elapsed} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn threads_spinning_hit_the_cpu_limit() {
     let d = support::driver();
     let code = "import threading\ndef spin():\n    while True: pass\nfor _ in range(4): threading.Thread(target=spin).start()\n";
-    let req = LimitsRequest { cpu_ms: Some(500), wall_ms: Some(10_000), ..no_limits() };
-    let (r, elapsed) = run(&d, "python", code, req).await;
+    let req = LimitsRequest { cpu_ms: Some(500), wall_ms: Some(30_000), ..no_limits() };
+    // `CpuLimit` (not `Timeout`) is the proof that the CPU limit struck before the wall
+    // limit; how long that took depends on how much CPU the host had to give.
+    let (r, _) = run(&d, "python", code, req).await;
     assert_eq!(r.status, Some(Status::CpuLimit), "{r:?}");
     assert!(r.cpu_ms >= 500, "{r:?}");
-    assert!(elapsed < 5000, "cpu limit took {elapsed} ms");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,10 +124,10 @@ async fn a_child_process_cpu_hog_is_caught_too() {
     let d = support::driver();
     // The busy work happens in children, which RLIMIT_CPU per process would not sum.
     let code = "for i in 1 2 3 4; do (while :; do :; done) & done; wait\n";
-    let req = LimitsRequest { cpu_ms: Some(800), wall_ms: Some(10_000), ..no_limits() };
-    let (r, elapsed) = run(&d, "bash", code, req).await;
+    let req = LimitsRequest { cpu_ms: Some(800), wall_ms: Some(30_000), ..no_limits() };
+    let (r, _) = run(&d, "bash", code, req).await;
     assert_eq!(r.status, Some(Status::CpuLimit), "{r:?}");
-    assert!(elapsed < 5000, "cpu limit took {elapsed} ms");
+    assert!(r.cpu_ms >= 800, "{r:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,8 @@ enum Command {
     Gateway(cmd::gateway::Args),
     /// An executor alone: takes runs from NATS and runs them in warm sandboxes.
     Executor(cmd::executor::Args),
+    /// The guest image of the VM drivers (qemu, firecracker): build it, or say what is in it.
+    Image(cmd::image::Args),
     /// A whole cluster on this machine (clustered nats-servers, gateways, executors as
     /// separate processes), and a load client that checks every answer.
     #[command(subcommand)]
@@ -56,6 +58,7 @@ fn main() -> std::process::ExitCode {
             Command::Up(args) => cmd::up::run(args).await,
             Command::Gateway(args) => cmd::gateway::run(args).await,
             Command::Executor(args) => cmd::executor::run(args).await,
+            Command::Image(args) => cmd::image::run(args).await,
             Command::Cluster(command) => cmd::cluster::run(command).await,
             Command::Bench(args) => cmd::bench::run(args).await,
         }

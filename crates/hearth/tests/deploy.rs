@@ -43,5 +43,10 @@ fn the_systemd_units_pass_only_flags_hearth_has() {
         for flag in exec.split_whitespace().filter(|w| w.starts_with("--")) {
             assert!(help.contains(flag), "{unit} passes {flag}, which `hearth {sub}` does not take");
         }
+        // The settings the unit's comment names are ones hearth reads.
+        for var in text.split(|c: char| !(c.is_ascii_uppercase() || c == '_')).filter(|w| w.starts_with("HEARTH_")) {
+            let read = help.contains(&format!("env: {var}=")) || help.contains(&format!("env: {var}]"));
+            assert!(read, "{unit} names {var}, which `hearth {sub}` does not read");
+        }
     }
 }

@@ -11,6 +11,8 @@
 mod fs;
 mod net;
 
+pub use net::loopback_up;
+
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd};
 

@@ -37,16 +37,31 @@ pub async fn request(
     body: Option<Vec<u8>>,
     within: Duration,
 ) -> anyhow::Result<Answer> {
+    request_with(addr, method, path, &[], body, within).await
+}
+
+/// [`request`] with extra headers.
+pub async fn request_with(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+    within: Duration,
+) -> anyhow::Result<Answer> {
     timeout(within, async {
         let stream = TcpStream::connect(addr).await?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(conn);
-        let req = hyper::Request::builder()
+        let mut req = hyper::Request::builder()
             .method(method)
             .uri(path)
             .header("host", addr.to_string())
-            .header("content-type", "application/json")
-            .body(Full::new(Bytes::from(body.unwrap_or_default())))?;
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         let resp = sender.send_request(req).await?;
         let status = resp.status().as_u16();
         let headers = resp.headers().clone();
@@ -74,9 +89,29 @@ pub type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStre
 
 /// Opens `/v1/ws?{query}`.
 pub async fn ws_connect(addr: SocketAddr, query: &str) -> anyhow::Result<Ws> {
-    let url = format!("ws://{addr}/v1/ws?{query}");
-    let (ws, _) = timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(url)).await??;
+    ws_connect_with(addr, query, &[]).await
+}
+
+/// Opens `/v1/ws?{query}` with extra request headers.
+pub async fn ws_connect_with(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> anyhow::Result<Ws> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{addr}/v1/ws?{query}").into_client_request()?;
+    for (name, value) in headers {
+        req.headers_mut().insert(hyper::header::HeaderName::from_bytes(name.as_bytes())?, value.parse()?);
+    }
+    let (ws, _) = timeout(Duration::from_secs(10), tokio_tungstenite::connect_async(req)).await??;
     Ok(ws)
+}
+
+/// The HTTP status a refused WebSocket handshake got (`None` if it was accepted).
+pub async fn ws_refused(addr: SocketAddr, query: &str, headers: &[(&str, &str)]) -> anyhow::Result<Option<u16>> {
+    match ws_connect_with(addr, query, headers).await {
+        Ok(_) => Ok(None),
+        Err(e) => match e.downcast_ref::<tokio_tungstenite::tungstenite::Error>() {
+            Some(tokio_tungstenite::tungstenite::Error::Http(resp)) => Ok(Some(resp.status().as_u16())),
+            _ => Err(e),
+        },
+    }
 }
 
 /// The next JSON text frame, or `None` when the socket closed; bounded by `within`.

@@ -52,7 +52,16 @@ impl Stack {
         executor: bool,
         configure: impl FnOnce(&mut GatewayConfig),
     ) -> anyhow::Result<Stack> {
-        let nats = NatsServer::start()?;
+        Stack::start_on(NatsServer::start()?, bus, executor, configure).await
+    }
+
+    /// As [`Stack::start_with`], on a given nats-server (with auth or TLS, say).
+    pub async fn start_on(
+        nats: NatsServer,
+        bus: BusConfig,
+        executor: bool,
+        configure: impl FnOnce(&mut GatewayConfig),
+    ) -> anyhow::Result<Stack> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let mut config = GatewayConfig::new(nats.url.clone());
@@ -81,10 +90,21 @@ impl Stack {
 
     /// Starts an in-process executor with `slots` slots (and as many warm sandboxes).
     pub async fn start_executor_with(&mut self, id: &str, slots: usize) -> anyhow::Result<()> {
+        self.start_executor_on(id, slots, hearth_executor::driver::DriverSpec::default()).await
+    }
+
+    /// As [`Stack::start_executor_with`], on the driver `driver` names.
+    pub async fn start_executor_on(
+        &mut self,
+        id: &str,
+        slots: usize,
+        driver: hearth_executor::driver::DriverSpec,
+    ) -> anyhow::Result<()> {
         let mut config = ExecutorConfig::new(self.nats.url.clone());
         config.id = id.into();
         config.slots = slots;
         config.warm = slots;
+        config.driver = driver;
         config.bus = self.bus.clone();
         config.heartbeat_every = Duration::from_millis(300);
         config.drain_timeout = Duration::from_secs(20);
@@ -100,9 +120,10 @@ impl Stack {
         self.wait_online(self.executors.len()).await
     }
 
-    /// Polls `/readyz` until the gateway counts `n` executors online, within 20 s.
+    /// Polls `/readyz` until the gateway counts `n` executors online, within 60 s (an
+    /// executor probes 31 runtimes' versions as it starts: slow on a loaded machine).
     pub async fn wait_online(&self, n: usize) -> anyhow::Result<()> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Ok(a) = get(self.addr, "/readyz").await {
                 if a.status == 200 && a.json()["executors"].as_u64() >= Some(n as u64) {
@@ -113,7 +134,7 @@ impl Stack {
                 bail!("an executor stopped by itself");
             }
             if Instant::now() > deadline {
-                bail!("the gateway did not see {n} executors within 20 s");
+                bail!("the gateway did not see {n} executors within 60 s");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }

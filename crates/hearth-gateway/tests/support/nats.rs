@@ -36,6 +36,11 @@ pub struct NatsServer {
 impl NatsServer {
     /// Starts a server with JetStream and a 32 MiB max payload (results can be large).
     pub fn start() -> anyhow::Result<NatsServer> {
+        NatsServer::start_with("")
+    }
+
+    /// [`NatsServer::start`] with `extra` appended to its configuration (auth, TLS).
+    pub fn start_with(extra: &str) -> anyhow::Result<NatsServer> {
         let dir = tempfile::tempdir()?;
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -43,7 +48,7 @@ impl NatsServer {
         std::fs::write(
             &conf,
             format!(
-                "listen: 127.0.0.1:{port}\nmax_payload: 33554432\njetstream {{\n  store_dir: {:?}\n}}\n",
+                "listen: 127.0.0.1:{port}\nmax_payload: 33554432\njetstream {{\n  store_dir: {:?}\n}}\n{extra}\n",
                 dir.path().join("js")
             ),
         )?;

@@ -45,6 +45,11 @@ pub(crate) fn keyed(text: &str, key: &str) -> Option<u64> {
     })
 }
 
+/// The host's CPUs (the sandboxes' parent cgroup weighs as much as this many processes).
+pub(crate) fn host_cpus() -> u64 {
+    std::thread::available_parallelism().map(|n| n.get() as u64).unwrap_or(1)
+}
+
 /// Which cgroup version a hierarchy speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Version {

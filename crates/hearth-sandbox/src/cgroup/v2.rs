@@ -24,7 +24,13 @@ pub fn prepare_parent(mount: &Path, parent: &str) -> Result<(), CgroupError> {
         .collect();
     let enable = enable.join(" ");
     write(&mount.join("cgroup.subtree_control"), &enable)?;
-    write(&dir.join("cgroup.subtree_control"), &enable)
+    write(&dir.join("cgroup.subtree_control"), &enable)?;
+    if available.split_whitespace().any(|c| c == "cpu") {
+        // Every sandbox competes for CPU like one process of the host: the parent weighs as
+        // much as `cpus` of them (100 each), not as one process for all sandboxes together.
+        write(&dir.join("cpu.weight"), &(100 * super::host_cpus()).min(10_000).to_string())?;
+    }
+    Ok(())
 }
 
 pub fn set_limits(dir: &Path, l: &CgroupLimits) -> Result<(), CgroupError> {
@@ -74,6 +80,8 @@ mod tests {
         let enabled = fs::read_to_string(mount.path().join("hearth/cgroup.subtree_control")).unwrap();
         assert_eq!(enabled, "+memory +pids +cpu");
         assert_eq!(fs::read_to_string(mount.path().join("cgroup.subtree_control")).unwrap(), enabled);
+        let weight: u64 = fs::read_to_string(mount.path().join("hearth/cpu.weight")).unwrap().parse().unwrap();
+        assert_eq!(weight, 100 * super::super::host_cpus());
     }
 
     #[test]

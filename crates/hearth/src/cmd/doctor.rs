@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
+use hearth_executor::driver::{DriverKind, DriverSpec};
 use hearth_proto::Limits;
 use hearth_sandbox::host::{self, Check};
 use hearth_sandbox::{locate_agent, Driver, Languages, ProcessConfig, ProcessDriver};
@@ -59,19 +60,61 @@ async fn try_process_driver(agent: Option<PathBuf>) -> Check {
     }
 }
 
+/// Boots a VM of `kind` on the default image and runs `echo` in it.
+async fn try_vm_driver(kind: DriverKind, name: &'static str) -> Check {
+    let spec = DriverSpec { kind, ..DriverSpec::default() };
+    if kind == DriverKind::Firecracker {
+        let fc = host::find_binary("firecracker").unwrap_or_else(|| "firecracker".into());
+        if let Some(why) = hearth_sandbox::firecracker::unavailable_reason(&fc) {
+            return Check { name, ok: false, detail: why };
+        }
+    }
+    let start = Instant::now();
+    let (driver, langs) = match hearth_executor::driver::open(&spec).await {
+        Ok(d) => d,
+        Err(e) => return Check { name, ok: false, detail: e.to_string() },
+    };
+    let opened_ms = start.elapsed().as_millis();
+    let Some(bash) = langs.get("bash") else {
+        return Check { name, ok: false, detail: "the guest image has no bash".into() };
+    };
+    let start = Instant::now();
+    let result = async {
+        let mut sb = driver.create().await?;
+        let ready_ms = start.elapsed().as_millis();
+        let out = sb.run(&bash.job_for_code(b"echo ok", Vec::new(), Limits::DEFAULT), None, None).await;
+        sb.destroy().await?;
+        out.map(|o| (o, ready_ms))
+    }
+    .await;
+    let how = match kind {
+        DriverKind::Qemu => {
+            let kernel = hearth_image::Image::open(&hearth_image::default_image()).map(|i| i.vmlinux());
+            let p = kernel.ok().and_then(|k| hearth_sandbox::qemu::accel::probe_memo(&k));
+            p.map(|p| format!(", {} ({})", if p.kvm { "KVM" } else { "TCG" }, p.why)).unwrap_or_default()
+        }
+        _ => String::new(),
+    };
+    match result {
+        Ok((o, ready_ms)) if o.stdout == b"ok\n" => Check {
+            name,
+            ok: true,
+            detail: format!(
+                "works: driver up in {opened_ms} ms, VM ready in {ready_ms} ms, `echo ok` ran, {} languages in the image{how}",
+                langs.list().len()
+            ),
+        },
+        Ok((o, _)) => Check { name, ok: false, detail: format!("test run ended {:?}", o.result.status) },
+        Err(e) => Check { name, ok: false, detail: e.to_string() },
+    }
+}
+
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     let mut checks = host::probe(std::path::Path::new("/sys/fs/cgroup"));
     checks.push(host::kvm());
     let process = try_process_driver(locate_agent()).await;
-    let qemu = Check { name: "qemu", ok: false, detail: "driver not built yet (microVM isolation is planned)".into() };
-    let fc = Check {
-        name: "firecracker",
-        ok: false,
-        detail: match host::find_binary("firecracker") {
-            Some(p) => format!("driver not built yet ({} is present)", p.display()),
-            None => "driver not built yet; no firecracker binary on this host".into(),
-        },
-    };
+    let qemu = try_vm_driver(DriverKind::Qemu, "qemu").await;
+    let fc = try_vm_driver(DriverKind::Firecracker, "firecracker").await;
     let langs = Languages::detect()?;
     let flag = std::env::var_os("HEARTH_NATS_SERVER").map(std::path::PathBuf::from);
     let nats = match super::up::find_nats_server(flag.as_deref(), std::path::Path::new(".hearth")).ok() {

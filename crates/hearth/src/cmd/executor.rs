@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use hearth_bus::{BusConfig, Replicas};
+use hearth_bus::{BusConfig, NatsSecurity, Replicas};
 use hearth_executor::ExecutorConfig;
 
 /// Bounds and retention of the NATS streams and bucket (used by whoever creates them).
@@ -30,6 +30,33 @@ pub struct BusArgs {
     /// cluster of three or more servers, 1 on a single server); existing ones never shrink.
     #[arg(long, default_value_t = 0, env = "HEARTH_REPLICAS")]
     pub replicas: usize,
+    /// NATS user (with its password).
+    #[arg(long, env = "HEARTH_NATS_USER")]
+    pub nats_user: Option<String>,
+    /// NATS password (prefer the environment variable).
+    #[arg(long, env = "HEARTH_NATS_PASSWORD", hide_env_values = true)]
+    pub nats_password: Option<String>,
+    /// NATS token (prefer the environment variable).
+    #[arg(long, env = "HEARTH_NATS_TOKEN", hide_env_values = true)]
+    pub nats_token: Option<String>,
+    /// File with an nkey seed to authenticate with.
+    #[arg(long, env = "HEARTH_NATS_NKEY_FILE")]
+    pub nats_nkey_file: Option<PathBuf>,
+    /// NATS credentials file (user JWT + nkey seed).
+    #[arg(long, env = "HEARTH_NATS_CREDS")]
+    pub nats_creds: Option<PathBuf>,
+    /// PEM CA certificate(s) to trust for NATS's TLS (implies --nats-tls).
+    #[arg(long, env = "HEARTH_NATS_TLS_CA")]
+    pub nats_tls_ca: Option<PathBuf>,
+    /// PEM client certificate for mutual TLS with NATS (with --nats-tls-key).
+    #[arg(long, env = "HEARTH_NATS_TLS_CERT")]
+    pub nats_tls_cert: Option<PathBuf>,
+    /// PEM key of that client certificate.
+    #[arg(long, env = "HEARTH_NATS_TLS_KEY")]
+    pub nats_tls_key: Option<PathBuf>,
+    /// Require TLS to NATS (the system's CA roots unless --nats-tls-ca).
+    #[arg(long, env = "HEARTH_NATS_TLS")]
+    pub nats_tls: bool,
 }
 
 impl BusArgs {
@@ -43,6 +70,18 @@ impl BusArgs {
             replicas: match self.replicas {
                 0 => Replicas::Auto,
                 n => Replicas::Fixed(n),
+            },
+            security: NatsSecurity {
+                user: self.nats_user.clone(),
+                password: self.nats_password.clone(),
+                token: self.nats_token.clone(),
+                nkey_seed: None,
+                nkey_file: self.nats_nkey_file.clone(),
+                creds_file: self.nats_creds.clone(),
+                tls_ca: self.nats_tls_ca.clone(),
+                tls_cert: self.nats_tls_cert.clone(),
+                tls_key: self.nats_tls_key.clone(),
+                require_tls: self.nats_tls,
             },
             ..BusConfig::default()
         }
@@ -72,8 +111,9 @@ pub struct ExecutorArgs {
     /// Warm sandboxes kept ready (default: the number of slots).
     #[arg(long)]
     pub warm: Option<usize>,
-    /// Ready sandboxes per language with its interpreter already started (python, node).
-    #[arg(long, default_value_t = 1)]
+    /// Ready sandboxes per language with its interpreter already started (python, node):
+    /// two, so that a run right after another still finds one while the first is replaced.
+    #[arg(long, default_value_t = 2)]
     pub prepared: usize,
     /// The hearth-agent binary (default: beside this executable, or $HEARTH_AGENT).
     #[arg(long, env = "HEARTH_AGENT")]
@@ -82,6 +122,51 @@ pub struct ExecutorArgs {
     /// for redelivery, in seconds.
     #[arg(long, default_value_t = 30)]
     pub drain_timeout_s: u64,
+    #[command(flatten)]
+    pub driver: DriverArgs,
+}
+
+/// Which isolation driver, and what the VM drivers need.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DriverArgs {
+    /// Isolation: process (namespaces, cgroups, seccomp), qemu (microVM; KVM or TCG) or
+    /// firecracker (microVM; KVM, snapshot restore).
+    #[arg(long, default_value = "process", env = "HEARTH_DRIVER")]
+    pub driver: hearth_executor::driver::DriverKind,
+    /// Guest image for qemu and firecracker (default: $HEARTH_IMAGE, else the last one
+    /// `hearth image build` made).
+    #[arg(long, env = "HEARTH_IMAGE")]
+    pub image: Option<PathBuf>,
+    /// Guest memory of each VM, in MiB.
+    #[arg(long, default_value_t = 512)]
+    pub vm_memory_mb: u64,
+    /// vCPUs of each VM.
+    #[arg(long, default_value_t = 1)]
+    pub vm_vcpus: u32,
+    /// qemu's accelerator: auto (probe KVM, else TCG), kvm or tcg.
+    #[arg(long, default_value = "auto")]
+    pub accel: hearth_sandbox::Accel,
+    /// The firecracker binary (default: on PATH).
+    #[arg(long)]
+    pub firecracker: Option<PathBuf>,
+}
+
+impl DriverArgs {
+    pub fn spec(&self, agent: Option<PathBuf>) -> hearth_executor::driver::DriverSpec {
+        hearth_executor::driver::DriverSpec {
+            kind: self.driver,
+            agent,
+            image: self.image.clone(),
+            vm: hearth_sandbox::VmResources {
+                memory_mb: self.vm_memory_mb,
+                vcpus: self.vm_vcpus,
+                ..hearth_sandbox::VmResources::default()
+            },
+            accel: self.accel,
+            firecracker: self.firecracker.clone(),
+            tag: String::new(),
+        }
+    }
 }
 
 impl ExecutorArgs {
@@ -99,6 +184,7 @@ impl ExecutorArgs {
         }
         c.prepared = self.prepared;
         c.agent = self.agent.clone();
+        c.driver = self.driver.spec(self.agent.clone());
         c.drain_timeout = Duration::from_secs(self.drain_timeout_s);
         c.bus = bus;
         c
@@ -123,7 +209,10 @@ pub async fn shutdown_signal() {
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     let config = args.executor.config(&args.nats, args.bus.config());
-    eprintln!("hearth executor {} on {} ({} slots)", config.id, config.nats_url, config.slots);
+    eprintln!(
+        "hearth executor {} on {} ({} slots, {} driver)",
+        config.id, config.nats_url, config.slots, config.driver.kind
+    );
     let signal = async {
         shutdown_signal().await;
         eprintln!("hearth executor: stopping: no more runs taken; the runs in hand finish first");

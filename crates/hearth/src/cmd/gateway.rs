@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use hearth_gateway::GatewayConfig;
 
+use super::access::{announce, AccessArgs};
 use super::executor::{shutdown_signal, BusArgs};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -24,6 +25,8 @@ pub struct Args {
     pub web_dir: Option<PathBuf>,
     #[command(flatten)]
     pub bus: BusArgs,
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 /// The UI directory to serve (`flag`, else found), saying so when there is none.
@@ -40,25 +43,29 @@ pub fn web_dir(flag: Option<&Path>) -> Option<PathBuf> {
 }
 
 impl Args {
-    pub fn config(&self) -> GatewayConfig {
+    pub fn config(&self) -> anyhow::Result<GatewayConfig> {
         let mut c = GatewayConfig::new(self.nats.clone());
         c.bus = self.bus.config();
         c.body_limit = self.body_limit;
         c.web_dir = web_dir(self.web_dir.as_deref());
-        c
+        (c.auth, c.tiers) = self.access.build(false)?;
+        Ok(c)
     }
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
     super::raise_fd_limit(super::GATEWAY_FILES);
+    let config = args.config()?;
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
-    eprintln!("hearth gateway on http://{} (nats {})", listener.local_addr()?, args.nats);
+    let url = format!("http://{}", listener.local_addr()?);
+    eprintln!("hearth gateway on {url} (nats {})", args.nats);
+    announce(&config.auth, &url);
     let signal = async {
         shutdown_signal().await;
         eprintln!("hearth gateway: stopping: sockets closed with 1012 (service restart)");
     };
-    hearth_gateway::serve(listener, args.config(), signal).await?;
+    hearth_gateway::serve(listener, config, signal).await?;
     eprintln!("hearth gateway: stopped");
     Ok(0)
 }

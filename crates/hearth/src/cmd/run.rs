@@ -1,14 +1,13 @@
-//! `hearth run`: one program in one fresh sandbox of the process driver, output streamed
-//! as it comes, exit status passed through.
+//! `hearth run`: one program in one fresh sandbox (of the driver `--driver` names, the
+//! process driver by default), output streamed as it comes, exit status passed through.
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
-use std::sync::Arc;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use hearth_proto::frame::{FileSpec, Stream};
 use hearth_proto::{Limits, LimitsRequest, Status};
-use hearth_sandbox::{locate_agent, Driver, JobInput, Languages, ProcessConfig, ProcessDriver, RunEvent};
+use hearth_sandbox::{JobInput, Languages, RunEvent};
 use tokio::sync::mpsc;
 
 #[derive(clap::Args)]
@@ -35,12 +34,11 @@ pub struct Args {
     /// Print the full result as JSON instead of the program's own output.
     #[arg(long)]
     json: bool,
-    /// Isolation driver (only `process` exists so far).
-    #[arg(long, default_value = "process")]
-    driver: String,
     /// The hearth-agent binary (default: beside this executable, or $HEARTH_AGENT).
     #[arg(long, env = "HEARTH_AGENT")]
     agent: Option<PathBuf>,
+    #[command(flatten)]
+    driver: super::executor::DriverArgs,
 }
 
 /// Exit code for a result, following shell conventions where there is one.
@@ -64,11 +62,9 @@ fn guess_language<'a>(langs: &'a Languages, file: &std::path::Path) -> Option<&'
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
-    if args.driver != "process" {
-        bail!("driver {:?} is not available yet; use --driver process", args.driver);
-    }
     let code = std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
-    let langs = Languages::detect()?;
+    // The driver decides the languages: the host's (process) or the guest image's (VMs).
+    let (driver, langs) = hearth_executor::driver::open(&args.driver.spec(args.agent.clone())).await?;
     let lang = match &args.lang {
         Some(name) => {
             langs.get(name).ok_or_else(|| anyhow!("unknown language {name:?}; `hearth doctor` lists them"))?
@@ -93,9 +89,6 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let job =
         lang.job(JobInput { files, stdin, args: args.args.clone(), limits, keep_stdin_open: false, entry: None })?;
 
-    let agent =
-        args.agent.clone().or_else(locate_agent).ok_or_else(|| anyhow!("hearth-agent not found: set HEARTH_AGENT"))?;
-    let driver = Arc::new(ProcessDriver::new(ProcessConfig::new(agent))?);
     let mut sandbox = driver.create().await?;
     let (tx, mut rx) = mpsc::channel(64);
     let json = args.json;

@@ -11,6 +11,7 @@ use anyhow::{bail, Context};
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use super::access::{announce, AccessArgs};
 use super::executor::{shutdown_signal, BusArgs, ExecutorArgs};
 
 #[derive(clap::Args, Debug, Clone)]
@@ -37,6 +38,9 @@ pub struct Args {
     pub executor: ExecutorArgs,
     #[command(flatten)]
     pub bus: BusArgs,
+    /// Dev mode (anonymous callers, loopback only) unless API keys are configured.
+    #[command(flatten)]
+    pub access: AccessArgs,
 }
 
 /// The nats-server to start: the flag (or `$HEARTH_NATS_SERVER`), `<data-dir>/tools/bin`, a
@@ -112,6 +116,7 @@ async fn wait_listening(child: &mut Child, port: u16, log: &Path) -> anyhow::Res
 }
 
 pub async fn run(args: Args) -> anyhow::Result<u8> {
+    let (auth, tiers) = args.access.build(true)?;
     super::raise_fd_limit(super::GATEWAY_FILES);
     let (nats_child, nats_url) = match &args.nats {
         Some(url) => (None, url.clone()),
@@ -123,11 +128,14 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let bus = args.bus.config();
     let mut gateway_config = hearth_gateway::GatewayConfig::new(nats_url.clone());
     gateway_config.bus = bus.clone();
+    (gateway_config.auth, gateway_config.tiers) = (auth, tiers);
+    let anonymous = gateway_config.auth.anonymous;
     gateway_config.web_dir = super::gateway::web_dir(args.web_dir.as_deref());
     let executor_config = args.executor.config(&nats_url, bus);
     let listener =
         tokio::net::TcpListener::bind(args.listen).await.with_context(|| format!("listening on {}", args.listen))?;
     let addr = listener.local_addr()?;
+    let auth = gateway_config.auth.clone();
     let (stop, stopped) = watch::channel(false);
     let on_stop = |mut rx: watch::Receiver<bool>| async move {
         let _ = rx.changed().await;
@@ -152,7 +160,9 @@ pub async fn run(args: Args) -> anyhow::Result<u8> {
     let failed = match starting {
         Some(stopped) => stopped,
         None => {
-            println!("hearth is up: http://{addr}  (nats {nats_url}; Ctrl-C stops)");
+            let mode = if anonymous { "dev mode: anonymous, loopback only" } else { "API keys required" };
+            println!("hearth is up: http://{addr}  ({mode}; nats {nats_url}; Ctrl-C stops)");
+            announce(&auth, &format!("http://{addr}"));
             tokio::select! {
                 _ = &mut signal => None,
                 r = &mut gateway => Some(format!("the gateway stopped: {}", outcome(r))),

@@ -131,13 +131,28 @@ async fn keys_and_tokens_reach_only_what_they_name() -> anyhow::Result<()> {
     assert_eq!(a.status, 403);
     assert_eq!(call(&stack, "GET", "/metrics", Some(&token_a), None).await?.status, 403);
 
-    // WebSockets: the token in the query (browsers), or the header; its own session only.
+    // Session B gets a run of its own, so that there is something of B's to replay.
+    let a = call(
+        &stack,
+        "POST",
+        "/v1/runs?wait=true",
+        Some(&token_b),
+        Some(json!({"lang": "python", "code": "print('b')"})),
+    )
+    .await?;
+    assert_eq!((a.status, a.json()["stdout"].as_str()), (200, Some("b\n")));
+    let run_b = a.json()["run_id"].as_str().context("run_id")?.to_string();
+    assert_eq!(call(&stack, "GET", &format!("/v1/runs/{run_b}"), Some(&token_a), None).await?.status, 404);
+
+    // WebSockets: the token in the query (browsers), or the header; its own session only,
+    // live or replayed (`since=`).
     assert_eq!(ws_refused(stack.addr, &format!("session_id=B&token={token_a}"), &[]).await?, Some(403));
+    assert_eq!(ws_refused(stack.addr, &format!("session_id=B&since=0&token={token_a}"), &[]).await?, Some(403));
     assert_eq!(ws_refused(stack.addr, &format!("session_id=A&since=0&token={token_c}"), &[]).await?, Some(403));
     let mut ws_a = ws_connect_with(stack.addr, &format!("token={token_a}"), &[]).await?;
     let header = bearer(&token_b);
     let mut ws_b = ws_connect_with(stack.addr, "session_id=B", &[("authorization", &header)]).await?;
-    // Session A replays its own runs (both of them) and nothing else.
+    // Session A replays its own runs (both of them) and nothing else; B its own.
     let mut seen = Vec::new();
     while seen.len() < 2 {
         let ev = ws_next(&mut ws_a, WAIT).await?.context("closed")?;
@@ -146,7 +161,15 @@ async fn keys_and_tokens_reach_only_what_they_name() -> anyhow::Result<()> {
             seen.push(ev["run_id"].as_str().unwrap_or_default().to_string());
         }
     }
-    assert!(seen.contains(&run_a));
+    assert!(seen.contains(&run_a) && !seen.contains(&run_b), "{seen:?}");
+    let replayed_b = loop {
+        let ev = ws_next(&mut ws_b, WAIT).await?.context("closed")?;
+        assert_eq!(ev["session_id"], "B", "{ev}");
+        if ev["type"] == "result" {
+            break ev["run_id"].as_str().unwrap_or_default().to_string();
+        }
+    };
+    assert_eq!(replayed_b, run_b);
 
     let long = json!({"type": "run", "lang": "python", "interactive": true, "code": "print('ready', flush=True)\nprint('got', input())"});
     let accepted = send(&mut ws_a, long).await?;

@@ -1,7 +1,8 @@
 //! Per-user limits through the real gateway and a real nats-server: runs in flight are
 //! capped per user (429 `too_many_runs`), places free up when runs end (a kill, an
 //! executor's notice), the request rate is a token bucket (429 `rate_limited` with a
-//! Retry-After that is honest), and a tier caps what a run may ask for.
+//! Retry-After that is honest), a tier caps what a run may ask for, and the server's
+//! maxima cap every run, whatever its tier allows.
 
 mod support;
 
@@ -12,7 +13,7 @@ use futures_util::SinkExt;
 use hearth_gateway::access::Tiers;
 use hearth_gateway::auth::{Auth, DEFAULT_TIER};
 use hearth_gateway::limits::Tier;
-use hearth_proto::LimitsRequest;
+use hearth_proto::{Limits, LimitsRequest};
 use serde_json::{json, Value};
 use support::http::{request_with, ws_connect, ws_connect_with, ws_next, Answer};
 use support::Stack;
@@ -171,5 +172,53 @@ async fn the_request_rate_is_a_token_bucket_and_tiers_cap_run_limits() -> anyhow
     assert!(r["wall_ms"].as_u64().is_some_and(|ms| ms < 2500), "{r}");
     let a = call(&stack, "POST", "/v1/runs?wait=true", KEY, Some(sleepy)).await?;
     assert_eq!((a.json()["status"].as_str(), a.json()["stdout"].as_str()), (Some("ok"), Some("woke\n")));
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_maxima_cap_every_run_and_no_tier_raises_them() -> anyhow::Result<()> {
+    // The server allows 1000 bytes of output per run; the "big" tier claims a million, the
+    // "small" tier 100. Output is cut at exactly the limit, so the cap in force is visible
+    // in the result, byte for byte.
+    let server_max = Limits { output_bytes: 1000, ..Limits::MAX };
+    let caps = |bytes| Tier {
+        max_limits: LimitsRequest { output_bytes: Some(bytes), ..LimitsRequest::default() },
+        ..Tier::UNLIMITED
+    };
+    let mut stack = Stack::start_with(support::quick_bus(), false, |c| {
+        c.limits_max = server_max;
+        c.tiers = Tiers(
+            [(DEFAULT_TIER.to_string(), Tier::UNLIMITED), ("big".into(), caps(1_000_000)), ("small".into(), caps(100))]
+                .into(),
+        );
+        let mut auth = Auth::closed().with_secret(b"a test secret of at least 32 bytes!").unwrap();
+        auth.tiers = c.tiers.names();
+        auth.add_key("backend", KEY, DEFAULT_TIER).unwrap();
+        auth.add_key("big", "big-key-0123456789abcdef", "big").unwrap();
+        auth.add_key("small", "small-key-0123456789abcdef", "small").unwrap();
+        c.auth = auth;
+    })
+    .await?;
+    stack.start_executor_configured("capped", |c| c.limits_max = server_max).await?;
+    let loud = |asked: u64| {
+        json!({"user_id": "m1", "session_id": "max", "lang": "python", "code": "print('x' * 5000)",
+               "limits": {"output_bytes": asked}})
+    };
+    for (key, asked, got) in [
+        (KEY, 1_000_000, 1000),
+        ("big-key-0123456789abcdef", 1_000_000, 1000),
+        ("small-key-0123456789abcdef", 1_000_000, 100),
+        // Below every cap, the run gets what it asked for.
+        ("big-key-0123456789abcdef", 50, 50),
+    ] {
+        let a = call(&stack, "POST", "/v1/runs?wait=true", key, Some(loud(asked))).await?;
+        let r = a.json();
+        assert_eq!(
+            (a.status, r["status"].as_str(), r["truncated"].as_bool()),
+            (200, Some("output_limit"), Some(true)),
+            "{key} asking {asked}: {r}"
+        );
+        assert_eq!(r["stdout"].as_str().map(str::len), Some(got), "{key} asking {asked}: {r}");
+    }
     Ok(())
 }

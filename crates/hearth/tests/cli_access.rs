@@ -1,9 +1,13 @@
 //! The `hearth` binary's access modes, as a person starting it sees them: `hearth gateway`
 //! refuses to start without API keys unless `--dev`, refuses anonymous access off loopback,
-//! and `hearth up` starts in dev mode and says so.
+//! serves anonymous callers with `--dev` (and says so loudly) but not with keys alone, and
+//! `hearth up` starts in dev mode and says so.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
 fn hearth() -> Command {
@@ -91,4 +95,109 @@ fn hearth_up_starts_in_dev_mode_and_says_so() {
     assert!(line.starts_with("hearth is up: http://127.0.0.1:"), "{line}");
     assert!(line.contains("dev mode: anonymous, loopback only"), "{line}");
     assert!(err.contains("DEV MODE: anonymous access"), "{err}");
+}
+
+/// A child process that is killed when dropped (a failing assert must not leave it behind).
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A nats-server with JetStream on a port it picks itself, and its client URL.
+fn nats_server(dir: &Path) -> (Killed, String) {
+    let binary = std::env::var_os("HEARTH_NATS_SERVER").expect("HEARTH_NATS_SERVER (scripts/test sets it)");
+    let child = Command::new(binary)
+        .args(["-a", "127.0.0.1", "-p", "-1", "-js", "--ports_file_dir"])
+        .arg(dir)
+        .arg("-sd")
+        .arg(dir.join("js"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server starts");
+    let ports = dir.join(format!("nats-server_{}.ports", child.id()));
+    let server = Killed(child);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&ports) {
+            if let Some(url) = text.split('"').find(|p| p.starts_with("nats://")) {
+                return (server, url.to_string());
+            }
+        }
+        assert!(Instant::now() < deadline, "nats-server wrote no ports file within 10 s");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// stderr lines of `child`, as they come.
+fn lines(child: &mut Child) -> Receiver<String> {
+    let stderr = child.stderr.take().expect("stderr piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// The HTTP status of an anonymous `GET path` (one request, bounded).
+fn anonymous_get(addr: &str, path: &str) -> u16 {
+    let mut stream = TcpStream::connect(addr).expect("the gateway listens");
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    let status = answer.split(' ').nth(1).and_then(|s| s.parse().ok());
+    status.unwrap_or_else(|| panic!("no HTTP answer: {answer:?}"))
+}
+
+/// Starts `hearth gateway` with `args` against `nats`; returns it, its address and what it
+/// said on stderr up to and including its "hearth gateway on" line (and the lines after it
+/// for a moment: the banner).
+fn gateway(nats: &str, args: &[&str], env: &[(&str, &str)]) -> (Killed, String, String) {
+    let mut cmd = hearth();
+    cmd.args(["gateway", "--listen", "127.0.0.1:0", "--nats", nats]).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().expect("hearth gateway starts");
+    let rx = lines(&mut child);
+    let child = Killed(child);
+    let mut said = String::new();
+    let addr = loop {
+        let line =
+            rx.recv_timeout(Duration::from_secs(30)).unwrap_or_else(|_| panic!("no 'hearth gateway on' line: {said}"));
+        said.push_str(&line);
+        said.push('\n');
+        if let Some(rest) = line.strip_prefix("hearth gateway on http://") {
+            break rest.split_whitespace().next().expect("an address").to_string();
+        }
+    };
+    while let Ok(line) = rx.recv_timeout(Duration::from_millis(300)) {
+        said.push_str(&line);
+        said.push('\n');
+    }
+    (child, addr, said)
+}
+
+#[test]
+fn dev_mode_serves_anonymous_callers_and_says_so_and_keys_alone_do_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_nats, url) = nats_server(dir.path());
+    let unknown = "/v1/runs/0190aaaa-0000-7000-8000-000000000000";
+
+    let (_dev, addr, said) = gateway(&url, &["--dev"], &[]);
+    assert!(said.contains("DEV MODE: anonymous access") && said.contains(&addr), "{said}");
+    // Served: an unknown run is a 404, not a 401.
+    assert_eq!(anonymous_get(&addr, unknown), 404, "{said}");
+
+    let (_keyed, addr, said) = gateway(&url, &[], &[("HEARTH_API_KEYS", "backend=a-key-0123456789abcdef")]);
+    assert!(!said.contains("DEV MODE") && said.contains("1 API key(s) accepted"), "{said}");
+    assert_eq!(anonymous_get(&addr, unknown), 401, "{said}");
+    assert_eq!(anonymous_get(&addr, "/healthz"), 200, "public endpoints stay public");
 }

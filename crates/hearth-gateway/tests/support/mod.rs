@@ -85,12 +85,16 @@ impl Stack {
 
     /// Starts an in-process executor (2 slots) and waits until the gateway sees one.
     pub async fn start_executor(&mut self, id: &str) -> anyhow::Result<()> {
-        self.start_executor_with(id, 2).await
+        self.start_executor_configured(id, |_| {}).await
     }
 
     /// Starts an in-process executor with `slots` slots (and as many warm sandboxes).
     pub async fn start_executor_with(&mut self, id: &str, slots: usize) -> anyhow::Result<()> {
-        self.start_executor_on(id, slots, hearth_executor::driver::DriverSpec::default()).await
+        self.start_executor_configured(id, |c| {
+            c.slots = slots;
+            c.warm = slots;
+        })
+        .await
     }
 
     /// As [`Stack::start_executor_with`], on the driver `driver` names.
@@ -100,14 +104,29 @@ impl Stack {
         slots: usize,
         driver: hearth_executor::driver::DriverSpec,
     ) -> anyhow::Result<()> {
+        self.start_executor_configured(id, |c| {
+            c.slots = slots;
+            c.warm = slots;
+            c.driver = driver;
+        })
+        .await
+    }
+
+    /// Starts an in-process executor (2 slots) with its configuration changed by
+    /// `configure`, and waits until the gateway sees it.
+    pub async fn start_executor_configured(
+        &mut self,
+        id: &str,
+        configure: impl FnOnce(&mut ExecutorConfig),
+    ) -> anyhow::Result<()> {
         let mut config = ExecutorConfig::new(self.nats.url.clone());
         config.id = id.into();
-        config.slots = slots;
-        config.warm = slots;
-        config.driver = driver;
+        config.slots = 2;
+        config.warm = 2;
         config.bus = self.bus.clone();
         config.heartbeat_every = Duration::from_millis(300);
         config.drain_timeout = Duration::from_secs(20);
+        configure(&mut config);
         let (stop, stopped) = oneshot::channel();
         let handle = tokio::spawn(async move {
             hearth_executor::run(config, async {

@@ -1,7 +1,3 @@
-// PENDING: not run yet (the name keeps node --test from picking it up). It needs the gateway's
-// API keys and session tokens (issue 4, branch wt/auth) on main; once they are, rename it to
-// auth.test.mjs so scripts/test runs it. See docs/ui.md, "Auth".
-//
 // The page outside dev mode: a gateway with an API key; a backend issues a session token
 // (POST /v1/sessions) and opens the UI at `#token=...`. The page must carry the token on
 // HTTP (Authorization: Bearer) and on the WebSocket (token=), use the token's session, and

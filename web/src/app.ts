@@ -170,6 +170,8 @@ function onEvent(e: HearthEvent): void {
 
 function onState(s: ConnState, d: { attempt: number; code?: number }): void {
   document.body.dataset.conn = s;
+  // The close code that started this reconnect (1012: the gateway is restarting), for tests.
+  if (d.code !== undefined) document.body.dataset.closeCode = String(d.code);
   els.conn.textContent = s === "open" ? "Connected" : s === "connecting" ? "Connecting…" : `Reconnecting… (try ${d.attempt})`;
   els.reconnecting.hidden = s !== "reconnecting";
 }

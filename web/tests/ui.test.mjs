@@ -209,6 +209,8 @@ test("a gateway restart: the page reconnects and catches up", async () => {
   await page.locator("#output", { hasText: "line 2" }).waitFor();
   await stack.stopGateway();
   await page.locator("body[data-conn=reconnecting]").waitFor();
+  // SIGTERM: the gateway said "service restart" (1012) and the page took it as a reconnect.
+  assert.equal(await page.locator("body").getAttribute("data-close-code"), "1012");
   await stack.startGateway();
   await verdict(page).waitFor({ timeout: 30000 });
   assert.equal(await outputText(page), [1, 2, 3, 4, 5, 6].map((i) => `line ${i}\n`).join(""));

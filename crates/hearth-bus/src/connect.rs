@@ -76,9 +76,7 @@ impl Bus {
             _ => return Err(BusError::OldServer { url: url.to_string(), version }),
         }
         let js = jetstream::new(client.clone());
-        if js.query_account().await.is_err() {
-            return Err(BusError::NoJetStream { url: url.to_string() });
-        }
+        wait_for_jetstream(&client, &js, url).await?;
         let info = client.server_info();
         let clustered = info.cluster.as_deref().is_some_and(|c| !c.is_empty());
         let (runs, events, results, replicas) = ensure(&js, &config, clustered).await?;
@@ -145,6 +143,27 @@ fn is_transient(e: &async_nats::jetstream::context::CreateStreamError) -> bool {
         ]
         .contains(&js.error_code()),
         _ => false,
+    }
+}
+
+/// Waits until JetStream answers. A server whose INFO says it has JetStream but cannot
+/// answer yet (a cluster still electing its metadata leader, or short of a majority) is
+/// asked again for [`SETUP_PATIENCE`]; one without JetStream is refused at once.
+async fn wait_for_jetstream(client: &async_nats::Client, js: &jetstream::Context, url: &str) -> Result<(), BusError> {
+    let deadline = Instant::now() + SETUP_PATIENCE;
+    loop {
+        let error = match js.query_account().await {
+            Ok(_) => return Ok(()),
+            Err(e) => e,
+        };
+        if !client.server_info().jetstream {
+            return Err(BusError::NoJetStream { url: url.to_string() });
+        }
+        if Instant::now() >= deadline {
+            return Err(BusError::JetStreamNotReady { url: url.to_string(), message: error.to_string() });
+        }
+        tracing::info!(%error, "jetstream not answering yet (a cluster electing its leader?); retrying");
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 

@@ -11,6 +11,8 @@ pub enum BusError {
     OldServer { url: String, version: String },
     #[error("nats-server at {url} has JetStream disabled: start it with -js")]
     NoJetStream { url: String },
+    #[error("nats-server at {url} has JetStream but it did not answer within 30 s ({message}): a cluster needs a majority of its nodes up to elect a leader")]
+    JetStreamNotReady { url: String, message: String },
     #[error("creating or updating stream {name}: {message}")]
     Stream { name: String, message: String },
     #[error("creating consumer {name}: {message}")]

@@ -141,8 +141,15 @@ async fn sigkill_a_sandbox_mid_run() -> anyhow::Result<()> {
     }
     let executor = executor.context("the victim's executor")?;
     let pid = cluster.executor(&executor).context("victim executor")?.proc.pid();
-    let sandbox = sandboxes::find(|p| p.cmdline == "sleep 29.7" && sandboxes::owned_by(p, pid))
-        .context("the victim's sandbox")?;
+    // `started` can reach the socket before bash has forked and exec'd `sleep` (a loaded
+    // machine): look for it a while.
+    let mut sandbox = None;
+    until(Duration::from_secs(10), "the victim's `sleep` in its sandbox", || {
+        sandbox = sandboxes::find(|p| p.cmdline == "sleep 29.7" && sandboxes::owned_by(p, pid));
+        sandbox.is_some()
+    })
+    .await?;
+    let sandbox = sandbox.context("the victim's sandbox")?;
     let done_before = support::heartbeat(&nats, &executor).await?["runs_done"].as_u64().unwrap_or(0);
     let killed = Instant::now();
     assert!(sandboxes::kill(&sandbox) > 0);

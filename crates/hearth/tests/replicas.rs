@@ -81,3 +81,65 @@ async fn fewer_copies_are_scaled_up_by_the_next_process_and_never_down() -> anyh
     assert_eq!(copies(&later).await?, (3, 3, 3, 3));
     Ok(())
 }
+
+/// A process started while its NATS cluster cannot elect a leader yet (one node of three up:
+/// no majority; systemd starting everything at once) waits for JetStream instead of calling
+/// it disabled, and sets up three copies once the others are up. A server without JetStream
+/// at all is still refused at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_process_waits_for_a_cluster_that_has_no_leader_yet() -> anyhow::Result<()> {
+    let _one = support::ONE_AT_A_TIME.lock().await;
+    let dir = support::dir()?;
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        ports.push(NodePorts { client: free_port()?, cluster: free_port()?, http: free_port()? });
+    }
+    let mut nodes = Vec::new();
+    for i in 0..3 {
+        nodes.push(NatsNode::prepare(&support::nats_server(), dir.path(), i, &ports)?);
+    }
+    nodes[0].start()?;
+    // Listening (not healthy: it cannot be, alone).
+    let lone = std::net::SocketAddr::from(([127, 0, 0, 1], ports[0].client));
+    support::until(Duration::from_secs(20), "the lone node listens", || std::net::TcpStream::connect(lone).is_ok())
+        .await?;
+    let url = urls(&nodes);
+    let early = tokio::spawn(async move { Bus::connect(&url, "early", BusConfig::default()).await });
+    // Long enough for the client to reach the lone node and be told "no leader".
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for node in &mut nodes[1..] {
+        node.start()?;
+    }
+    let bus = tokio::time::timeout(Duration::from_secs(90), early).await???;
+    assert_eq!(bus.replicas, 3);
+    assert_eq!(copies(&bus).await?, (3, 3, 3, 3));
+    drop(bus);
+
+    // A server without JetStream: the clear error, at once.
+    let port = free_port()?;
+    let conf = dir.path().join("plain.conf");
+    std::fs::write(&conf, format!("listen: 127.0.0.1:{port}\n"))?;
+    let mut plain = tokio::process::Command::new(support::nats_server())
+        .arg("-c")
+        .arg(&conf)
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let plain_url = format!("nats://127.0.0.1:{port}");
+    let refused = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match Bus::connect(&plain_url, "plain", BusConfig::default()).await {
+                Err(hearth_bus::BusError::Connect { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
+                other => return other,
+            }
+        }
+    })
+    .await?;
+    match refused {
+        Err(e @ hearth_bus::BusError::NoJetStream { .. }) => assert!(e.to_string().contains("-js"), "{e}"),
+        Err(e) => anyhow::bail!("not the JetStream error: {e}"),
+        Ok(_) => anyhow::bail!("a server without JetStream was taken"),
+    }
+    plain.kill().await?;
+    Ok(())
+}

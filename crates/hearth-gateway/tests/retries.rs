@@ -177,8 +177,16 @@ async fn a_sandbox_that_dies_after_the_program_started_is_reported_not_rerun() -
             break;
         }
     }
-    let sandbox = sandboxes::find(|p| p.cmdline == "sleep 29.7" && sandboxes::owned_by(p, std::process::id()))
-        .context("the program's sandbox")?;
+    // The first output can arrive before bash has forked and exec'd `sleep` (a loaded
+    // machine): look for it a while.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let sandbox = loop {
+        let found = sandboxes::find(|p| p.cmdline == "sleep 29.7" && sandboxes::owned_by(p, std::process::id()));
+        if found.is_some() || Instant::now() > deadline {
+            break found.context("the program's sandbox (its `sleep` within 10 s)")?;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
     let killed = Instant::now();
     assert!(sandboxes::kill(&sandbox) > 0);
     let events = events_until_result(&mut ws, &run_id, Duration::from_secs(30)).await?;

@@ -55,9 +55,19 @@ pub fn config_text(index: usize, all: &[NodePorts], store_dir: &Path) -> String 
     text
 }
 
-/// A free loopback port (bound, then released: a small race other tests can lose, which
-/// is why the nodes' readiness is checked and not assumed).
+/// A free loopback port for a node to listen on. Bound, then released, so another process
+/// can take it in between (the nodes' readiness is checked, not assumed); to make that rare it
+/// is picked at random below the kernel's ephemeral range (32768 and up), where no outgoing
+/// connection's source port lands, and only then from the kernel.
 pub fn free_port() -> Result<u16, ClusterError> {
+    use std::hash::{BuildHasher, Hasher};
+    for _ in 0..64 {
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        let port = 20_000 + (random % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
